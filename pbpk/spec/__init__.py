@@ -1,0 +1,7 @@
+"""Model specification: the builder, units and safe expression parsing."""
+
+from .expr import FUNCTIONS as FUNCTIONS
+from .expr import parse_expression as parse_expression
+from .model import Compartment as Compartment
+from .model import Model as Model
+from .units import parse_unit as parse_unit
