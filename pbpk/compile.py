@@ -123,7 +123,8 @@ class CompiledModel(eqx.Module):
 
     # ----------------------------------------------------------------- transforms
     def to_unconstrained(self, theta):
-        """Map natural-scale parameters to the real line (log for positive, logit for bounded)."""
+        """Map natural-scale parameters to the real line (log for positive or one-sided bounds, logit for
+        two-sided bounds)."""
         return _apply_transforms(self.transforms, self.bounds, theta, inverse=False)
 
     def from_unconstrained(self, z):
@@ -167,8 +168,11 @@ def _apply_transforms(kinds, bounds, x, inverse):
     out = []
     for i, (kind, b) in enumerate(zip(kinds, bounds)):
         v = x[..., i]
-        if kind == "log":
-            v = jnp.exp(v) if inverse else jnp.log(v)
+        if kind == "log":  # lower bound (0 unless declared) .. +inf
+            lo = 0.0 if b is None else b[0]
+            v = lo + jnp.exp(v) if inverse else jnp.log(v - lo)
+        elif kind == "log_upper":  # -inf .. upper bound
+            v = b[1] - jnp.exp(v) if inverse else jnp.log(b[1] - v)
         elif kind == "logit":
             lo, hi = b
             v = lo + (hi - lo) * jax.nn.sigmoid(v) if inverse else jnp.log((v - lo) / (hi - v))
@@ -190,6 +194,8 @@ def compile_model(model: Model) -> CompiledModel:
     terms: dict[str, list[sp.Expr]] = {n: [] for n in state_names}
     if has_outflow:
         terms[ELIMINATED] = []
+    for c in model.compartments.values():  # first, so a volume error is not reported as a flow's
+        expression_unit_check(model, expand(c.volume), model._units["volume"], f"compartment {c.name!r} volume")
     for f in model.flows:
         rate, _ = expression_unit_check(model, expand(f.rate), amount_u / time_u, f"{f.label} (rate)")
         if f.source is not None:
@@ -199,8 +205,6 @@ def compile_model(model: Model) -> CompiledModel:
         target = model._decl[name].unit / time_u
         scaled, _ = expression_unit_check(model, expand(expr), target, f"d{name}/dt term `{expr}`")
         terms[name].append(scaled)
-    for c in model.compartments.values():
-        expression_unit_check(model, expand(c.volume), model._units["volume"], f"compartment {c.name!r} volume")
 
     consts = {k: sp.Float(v) for k, v in model.constants.items()}
     sub = lambda e: e.xreplace(consts) if consts else e
@@ -266,8 +270,10 @@ def _transform_kind(p) -> str:
         lo, hi = p.bounds
         if np.isfinite(lo) and np.isfinite(hi):
             return "logit"
-        if lo == 0 and not np.isfinite(hi):
+        if np.isfinite(lo):
             return "log"
+        if np.isfinite(hi):
+            return "log_upper"
         return "identity"
     return "log" if p.value > 0 else "identity"
 
@@ -321,13 +327,13 @@ def _check_positivity(model, expand, sub, rhs, y_syms):
     for c in model.compartments.values():
         v = sub(expand(c.volume)).xreplace(vals)
         if v.is_number and not bool(v > 0):
-            raise ModelError(f"compartment {c.name!r}: volume `{c.volume}` evaluates to {float(v):g} at "
+            raise ModelError(f"compartment {c.name!r}: volume `{model._show(c.volume)}` evaluates to {float(v):g} at "
                              "typical values; expected a positive volume.")
     ones = {y: 1 for y in y_syms}
     for f in model.flows:
         r = sub(expand(f.rate)).xreplace(vals).xreplace(ones).xreplace({model.t: 0})
         if r.is_number and r.is_real and bool(r < 0):
-            raise ModelError(f"{f.label}: rate `{f.rate}` is negative ({float(r):g}) at typical values; "
+            raise ModelError(f"{f.label}: rate `{model._show(f.rate)}` is negative ({float(r):g}) at typical values; "
                              "a flow must be non-negative (reverse the direction instead).")
 
 

@@ -31,7 +31,12 @@ def _is_concrete(x) -> bool:
 def _check_nonneg(value, field: str, what: str) -> None:
     if value is None or not _is_concrete(value):
         return
-    arr = np.asarray(value, dtype=float)
+    if isinstance(value, (str, bytes, bool)):
+        raise DosingError(f"{what}: {field}={value!r} is not a number.")
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise DosingError(f"{what}: {field}={value!r} is not a number.") from None
     if not np.all(np.isfinite(arr)):
         raise DosingError(f"{what}: {field}={value!r} is not a finite number.")
     if np.any(arr < 0):
@@ -44,8 +49,24 @@ def _check_positive(value, field: str, what: str) -> None:
         raise DosingError(f"{what}: {field}={value!r} must be > 0.")
 
 
+def _check_ii(ii, what: str) -> None:
+    if ii is None:
+        raise DosingError(f"{what}: ss=True needs the dosing interval ii= (NONMEM SS=1 requires II > 0).")
+    _check_positive(ii, "ii", what + " (steady state needs the dosing interval ii)")
+
+
 class _DoseBase:
     __slots__ = ()
+
+    def _set(self, **fields):
+        for k, v in fields.items():
+            object.__setattr__(self, k, v)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"{type(self).__name__} is immutable; use shifted() or build a new dose.")
+
+    def __delattr__(self, key):
+        raise AttributeError(f"{type(self).__name__} is immutable.")
 
     def shifted(self, dt):
         """The same dose ``dt`` time units later."""
@@ -81,8 +102,8 @@ class Bolus(_DoseBase):
         _check_nonneg(amount, "amount", what)
         _check_nonneg(time, "time", what)
         if ss:
-            _check_positive(ii, "ii", what + " (steady state needs the dosing interval ii)")
-        self.amount, self.into, self.time, self.unit, self.ss, self.ii = amount, into, time, unit, bool(ss), ii
+            _check_ii(ii, what)
+        self._set(amount=amount, into=into, time=time, unit=unit, ss=bool(ss), ii=ii)
 
 
 class Infusion(_DoseBase):
@@ -111,11 +132,10 @@ class Infusion(_DoseBase):
             _check_positive(rate, "rate", what)
         _check_nonneg(time, "time", what)
         if ss and not continuous:
-            _check_positive(ii, "ii", what + " (steady state needs the dosing interval ii)")
+            _check_ii(ii, what)
             if isinstance(duration, (int, float)) and ii is not None and _is_concrete(duration) and _is_concrete(ii) and duration > ii:
                 raise DosingError(f"{what}: steady-state infusion duration {duration} exceeds the interval ii={ii}.")
-        self.amount, self.into, self.time = amount, into, time
-        self.duration, self.rate, self.unit, self.ss, self.ii = duration, rate, unit, bool(ss), ii
+        self._set(amount=amount, into=into, time=time, duration=duration, rate=rate, unit=unit, ss=bool(ss), ii=ii)
 
 
 class Reset(_DoseBase):
@@ -125,7 +145,7 @@ class Reset(_DoseBase):
 
     def __init__(self, time=0.0):
         _check_nonneg(time, "time", "Reset")
-        self.time = time
+        self._set(time=time)
 
 
 Dose = Union[Bolus, Infusion, Reset]
@@ -213,13 +233,22 @@ class Regimen:
         return total
 
     def to_dataframe(self):
+        """The dose records as a NONMEM-style table (TIME, EVID, AMT, CMT, SS, II, RATE).
+
+        RATE follows NONMEM: 0 for a bolus (and a reset), the rate (or AMT/duration) of an
+        infusion, -1 when the rate and -2 when the duration is modelled; a steady-state
+        continuous infusion has AMT=0, SS=1, II=0.
+        """
         import pandas as pd
 
         rows = []
         for d in self.doses:
             row = {"TIME": d.time, "EVID": 3 if isinstance(d, Reset) else 1}
-            if not isinstance(d, Reset):
-                row.update(AMT=d.amount, CMT=d.into, SS=int(d.ss), II=d.ii or 0.0)
+            if isinstance(d, Reset):
+                row.update(AMT=0.0, CMT=None, SS=0, II=0.0, RATE=0.0)
+            else:
+                row.update(AMT=0.0 if d.amount is None else d.amount, CMT=d.into, SS=int(d.ss),
+                           II=d.ii or 0.0, RATE=0.0)
                 if isinstance(d, Infusion):
                     if d.rate == "model" or d.duration == "model":
                         row["RATE"] = -1 if d.rate == "model" else -2

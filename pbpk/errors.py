@@ -28,8 +28,16 @@ class DataError(PbpkError, ValueError):
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """A ' Did you mean ...?' suffix for an unknown name, or '' when nothing is close."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=3, cutoff=0.6)
-    if not close:
+    """A ' Did you mean ...?' suffix for an unknown name, or '' when nothing is close.
+
+    Matching ignores case, so 'Cl' suggests 'CL'.
+    """
+    names = [str(c) for c in candidates]
+    by_lower: dict[str, list[str]] = {}
+    for c in names:
+        by_lower.setdefault(c.lower(), []).append(c)
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.6)
+    matches = [c for key in close for c in by_lower[key]][:3]
+    if not matches:
         return ""
-    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return " Did you mean " + " or ".join(repr(c) for c in matches) + "?"

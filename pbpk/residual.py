@@ -22,6 +22,8 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 def _check_sd(value, field, model):
+    if value is None or isinstance(value, (str, bytes, bool)):
+        raise ModelError(f"{model}: {field}={value!r} must be a non-negative number.")
     if isinstance(value, (int, float)) and not value >= 0:
         raise ModelError(f"{model}: {field}={value!r} must be a non-negative number.")
 

@@ -555,7 +555,9 @@ def _augmented_expm(a, w, taus, squarings):
     inflate the norm and the number of squarings.
     """
     n, m = a.shape[0], w.shape[1]
-    scale = jnp.maximum(jnp.max(jnp.abs(w), axis=0), 1e-300)
+    # The result does not depend on the scale (only round-off does): keep it out of gradients.
+    scale = jax.lax.stop_gradient(jnp.max(jnp.abs(w), axis=0))
+    scale = jnp.where(scale > 0, scale, 1.0)
     top = jnp.concatenate([a, w / scale], axis=1)
     aug = jnp.concatenate([top, jnp.zeros((m, n + m))], axis=0)
     out = jax.vmap(lambda tt: expm(aug * tt, max_squarings=squarings))(taus)

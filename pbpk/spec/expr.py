@@ -154,5 +154,5 @@ class _Builder:
         args = [self.build(a) for a in node.args]
         try:
             return FUNCTIONS[name](*args)
-        except TypeError as exc:
+        except (TypeError, ModelError) as exc:
             self.fail(f"wrong number of arguments for {name}(): {exc}")

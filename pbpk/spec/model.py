@@ -148,7 +148,7 @@ class Model:
             if not lo <= value <= hi:
                 raise ModelError(f"{what}: typical value {value} lies outside its bounds {bounds!r}.")
             bounds = (lo, hi)
-        if iiv is not None and not (isinstance(iiv, (int, float)) and iiv >= 0):
+        if iiv is not None and (isinstance(iiv, bool) or not (isinstance(iiv, (int, float)) and iiv >= 0)):
             raise ModelError(f"{what}: iiv={iiv!r} must be a non-negative number (omega, SD of log eta).")
         if iiv and value <= 0:
             raise ModelError(f"{what}: log-normal IIV needs a positive typical value, got {value}.")
@@ -234,8 +234,10 @@ class Model:
         """Declare an observable output and its residual error model."""
         if name in self.observations:
             raise ModelError(f"duplicate observation {name!r}.")
-        if not name.isidentifier():
+        if not isinstance(name, str) or not name.isidentifier():
             raise ModelError(f"observation name {name!r} must be an identifier.")
+        if name in self._decl:
+            raise ModelError(f"duplicate name {name!r}: already declared as a {self._decl[name].kind}.")
         if error is not None and not isinstance(error, AbstractResidualError):
             raise ModelError(f"observe({name!r}): error={error!r} must be a residual error model such as "
                              "pbpk.Proportional(0.15), pbpk.Additive(0.1), pbpk.Combined(0.1, 0.15) or pbpk.LogNormal(0.2).")
@@ -266,6 +268,12 @@ class Model:
     def unit_of(self, name: str):
         return self._decl[name].unit
 
+    def _show(self, e) -> str:
+        """``e`` as text for messages, with internal constant symbols shown as their numbers."""
+        e = sp.sympify(e)
+        consts = {k: sp.Float(v) for k, v in self.constants.items() if k in e.free_symbols}
+        return sp.sstr(e.xreplace(consts), full_prec=False) if consts else str(e)
+
     def __repr__(self) -> str:
         return (f"Model({self.name!r}: {len(self.states)} states, {len(self.parameters)} parameters, "
                 f"{len(self.covariates)} covariates, {len(self.observations)} observations)")
@@ -279,7 +287,8 @@ class Model:
             raise ModelError(f"{kind} name {name!r} is reserved (time, functions and constants).")
         if name in self._decl or name in self.observations:
             existing = self._decl[name].kind if name in self._decl else "observation"
-            raise ModelError(f"duplicate name {name!r}: already declared as a {existing}.")
+            article = "an" if existing[0] in "aeiou" else "a"
+            raise ModelError(f"duplicate name {name!r}: already declared as {article} {existing}.")
 
     def _declare(self, name, kind, unit):
         sym = sp.Symbol(name, real=True)
@@ -305,21 +314,26 @@ class Model:
             e = sp.sympify(value, strict=True)
         except (sp.SympifyError, TypeError):
             raise ModelError(f"{what}: {value!r} ({type(value).__name__}) is not a number, string or sympy expression.") from None
-        known = {d.symbol for d in self._decl.values()}
+        rename = {}
         for s in e.free_symbols:
-            if s not in known:
+            if str(s).startswith("_"):
+                if str(s) not in self._decl or self._decl[str(s)].symbol is not s:
+                    raise ModelError(f"{what}: the constant {s} belongs to another model; create it with "
+                                     f"this model's quantity(...).")
+                continue
+            if str(s) not in self._decl:
                 raise ModelError(f"{what}: symbol {s} is not declared in model {self.name!r}."
-                                 + did_you_mean(str(s), self._decl))
-            if self._decl[str(s)].symbol is not s:
-                raise ModelError(f"{what}: symbol {s} belongs to another model.")
-        return e
+                                 + did_you_mean(str(s), [n for n in self._decl if not n.startswith("_")]))
+            if self._decl[str(s)].symbol != s:  # same name, other assumptions (e.g. sympy.Symbol('CL'))
+                rename[s] = self._decl[str(s)].symbol
+        return e.xreplace(rename) if rename else e
 
     def _constant(self, value, unit):
         """A bare number given where a dimensioned value is expected carries that unit."""
         if not unit:
             return sp.Float(value) if not float(value).is_integer() else sp.Integer(int(value))
         name = f"_const{len(self._decl)}"
-        sym = sp.Symbol(name, real=True)
+        sym = sp.Dummy(name[1:], real=True)  # prints as the name; unique, so never confused across models
         self._decl[name] = _Decl("constant", sym, parse_unit(unit, what="constant"))
         self.constants[sym] = float(value)
         return sym
@@ -361,5 +375,5 @@ def expression_unit_check(model: Model, expr: sp.Expr, target, what: str):
             hint = (" Note: bare numbers are dimensionless; give a reference value its unit with "
                     "m.quantity(value, unit), e.g. WT / m.quantity(70, 'kg').")
         raise UnitError(f"{what}: has unit [{format_unit(unit)}] but [{format_unit(target)}] was expected "
-                        f"(term `{expr}`).{hint}") from None
+                        f"(term `{model._show(expr)}`).{hint}") from None
     return (scaled if factor == 1.0 else sp.Float(factor) * scaled), target
