@@ -231,7 +231,8 @@ def make_baselines(model, theta, cov, times):
             p = theta_np[i].tolist()
 
             def factory(u):
-                return lambda t, y: np.array(f_sym(t, y, p)) + u
+                # y.tolist(): Python-float arithmetic is ~2x faster than NumPy scalars here
+                return lambda t, y: np.array(f_sym(t, y.tolist(), p)) + u
 
             return solve_ivp_patient(factory, y0, u_inf, times, method, RTOL, ATOL)
         return solve
