@@ -93,7 +93,7 @@ class Solution(eqx.Module):
 # =========================================================================== public entry
 def simulate(model: CompiledModel, regimen, times, params=None, covariates=None, *,
              rtol: float = 1e-8, atol: float = 1e-10, solver: str = "auto", max_steps: int = 100_000,
-             chunk_size: int | None = 2048) -> Solution:
+             chunk_size: int | None = 128) -> Solution:
     """Simulate ``regimen`` at ``times`` (model time unit).
 
     Args:
@@ -106,7 +106,8 @@ def simulate(model: CompiledModel, regimen, times, params=None, covariates=None,
         rtol, atol: tolerances of the adaptive solver (the exact linear path ignores them).
         solver: "auto" (exact for linear models, else Kvaerno5), "exact", or a diffrax solver
             name: "Kvaerno5", "Kvaerno3", "Tsit5", "Dopri5".
-        chunk_size: patients per vectorised chunk (bounds memory for very large batches).
+        chunk_size: patients per vectorised chunk: small chunks keep each chunk's matrices in
+            cache (128 was fastest for a 17-state PBPK on 2 cores) and bound memory.
     """
     if not isinstance(model, CompiledModel):
         raise ModelError(f"simulate expects a compiled model (Model.compile()), got {type(model).__name__}.")
@@ -530,14 +531,16 @@ def _exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, grid_class
         steps = times - jnp.concatenate([jnp.minimum(times[:1], 0.0), times[:-1]])
         big = _augmented_expm(a, w_seg.T, steps, opts.squarings)
         cls = jnp.arange(t)
-    phis, psiw = big[:, :n, :n], big[:, :n, n:]
+    phis = big[:, :n, :n]
+    # Input over each step (Ψ·w of the segment in force) plus the superposed events.
+    drive = jnp.where(restart[:, None], 0.0, big[cls, :n, n + n_before]) + c
 
     def step(y, xs):
-        cj, nb, rj, cc = xs
-        y = jnp.where(rj, 0.0, phis[cj] @ y + psiw[cj][:, nb]) + cc
+        cj, rj, dj = xs
+        y = jnp.where(rj, 0.0, phis[cj] @ y) + dj
         return y, y
 
-    _, ys = jax.lax.scan(step, y0, (cls, n_before, restart, c))
+    _, ys = jax.lax.scan(step, y0, (cls, restart, drive))
     return ys
 
 

@@ -201,9 +201,10 @@ class Model:
         """A named derived quantity, substituted wherever it is used."""
         self._check_new_name(name, "define")
         e = self._expr(expr, f"define {name!r}")
+        q = None if unit is None else parse_unit(unit, what=f"define {name!r}")
         sym = sp.Symbol(name, real=True)
         self.defines[name] = (e, unit)
-        self._decl[name] = _Decl("define", sym, None if unit is None else parse_unit(unit, what=f"define {name!r}"))
+        self._decl[name] = _Decl("define", sym, q)
         return sym
 
     # ----------------------------------------------------------------- equations
@@ -361,6 +362,8 @@ def expression_unit_check(model: Model, expr: sp.Expr, target, what: str):
     """Check ``expr`` against a target unit (a pint Quantity); return it rescaled to that unit."""
     from .units import check_expression
 
+    if target is not None and sp.sympify(expr) == 0:  # an exact zero has any unit (m.ode(x, 0))
+        return sp.Integer(0), target
     units = {d.symbol: d.unit for d in model._decl.values() if d.unit is not None}
     scaled, unit = check_expression(expr, units, what=what)
     if target is None:

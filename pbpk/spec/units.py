@@ -21,7 +21,8 @@ __all__ = ["ureg", "parse_unit", "check_expression", "convert_factor", "format_u
 
 @functools.lru_cache(maxsize=None)
 def _registry() -> pint.UnitRegistry:
-    reg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+    reg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True, on_redefinition="ignore")
+    reg.define("liter = decimeter ** 3 = L = l = litre")  # symbol 'L' in messages (mL/min, not ml/min)
     reg.define("cell = [cell] = cells")
     reg.define("patient = [] ")  # dimensionless count used in doses per patient
     return reg
