@@ -66,11 +66,28 @@ class CompiledModel(eqx.Module):
     _initial: Callable = eqx.field(static=True)
     _dose_props: Callable = eqx.field(static=True)
     _linear_parts: Callable | None = eqx.field(static=True)
+    residual: eqx.Module | None = None
+
+    # ----------------------------------------------------------------- hybrid hook
+    def with_residual(self, term) -> "CompiledModel":
+        """A copy whose right-hand side adds ``term(t, y, theta, cov)`` (an (n_states,) vector in
+        state units per time unit), e.g. a neural network (an ``eqx.Module``, so its weights are
+        part of the pytree and can be trained).  The model is then integrated as nonlinear."""
+        if not callable(term):
+            raise ModelError(f"with_residual: term must be callable as term(t, y, theta, cov); got {type(term).__name__}.")
+        return eqx.tree_at(lambda m: m.residual, self, term, is_leaf=lambda x: x is None)
+
+    @property
+    def is_linear(self) -> bool:
+        """Linear in the states and without a residual term: eligible for exact propagation."""
+        return self.linear and self.residual is None
 
     # ----------------------------------------------------------------- numerics
     def rhs(self, t, y, theta, cov, rate=None):
         """d(state)/dt; ``rate`` is the vector of zero-order inputs into each state."""
         dy = _stack(self._rhs(t, y, theta, cov), y)
+        if self.residual is not None:
+            dy = dy + self.residual(t, y, theta, cov)
         return dy if rate is None else dy + rate
 
     def observe(self, t, y, theta, cov):
@@ -90,8 +107,8 @@ class CompiledModel(eqx.Module):
 
     def linear_system(self, theta, cov):
         """(A, b) with rhs = A·y + b; only for linear models."""
-        if not self.linear:
-            raise ModelError(f"model {self.name!r} is not linear in its states.")
+        if not self.is_linear:
+            raise ModelError(f"model {self.name!r} is not linear in its states (or has a residual term).")
         a_flat, b = self._linear_parts(theta, cov)
         n = len(self.state_names)
         return _stack(a_flat, theta, size=n * n).reshape(n, n), _stack(b, theta, size=n)
@@ -144,7 +161,7 @@ class CompiledModel(eqx.Module):
         return sample_population(self, n, key, covariates=covariates, **options)
 
     def __repr__(self) -> str:
-        kind = "linear" if self.linear else "nonlinear"
+        kind = "linear" if self.is_linear else "nonlinear"
         return (f"CompiledModel({self.name!r}, {kind}, states={list(self.state_names)}, "
                 f"parameters={list(self.parameter_names)}, observations={list(self.observation_names)})")
 

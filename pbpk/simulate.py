@@ -18,6 +18,8 @@ fails gets ``status != 0`` instead of aborting the batch.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 
 import diffrax as dfx
@@ -26,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._expm import THETA as EXPM_THETA
 from ._expm import expm, squarings_needed
 from .compile import CompiledModel, parameter_vector
 from .dosing import Bolus, Infusion, Regimen, Reset
@@ -133,7 +136,8 @@ def simulate(model: CompiledModel, regimen, times, params=None, covariates=None,
     squarings = _squarings(model, theta, cov, times, grid, doses, has_ss) if method == "exact" else 0
     opts = _Options(method=method, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps),
                     has_ss=has_ss, grid_mode=grid is not None, squarings=squarings)
-    grid_dt, grid_class = grid if grid is not None else (jnp.zeros((1,)), jnp.zeros((times.shape[-1],), jnp.int32))
+    grid_dt, grid_class = grid if grid is not None else (np.zeros(1), np.zeros(times.shape[-1], np.int32))
+    grid_dt, grid_class = jnp.asarray(grid_dt), jnp.asarray(grid_class, dtype=jnp.int32)
     theta_b = jnp.broadcast_to(theta, (nb, theta.shape[-1]))
     cov_b = jnp.broadcast_to(cov, (nb, cov.shape[-1]))
     times_b = times if times.ndim == 2 else None
@@ -290,9 +294,9 @@ def _batch_size(regimens, theta, cov, times):
 
 def _method(model, solver):
     if solver == "auto":
-        return "exact" if model.linear else "Kvaerno5"
+        return "exact" if model.is_linear else "Kvaerno5"
     if solver == "exact":
-        if not model.linear:
+        if not model.is_linear:
             raise ModelError(f"solver='exact' needs a linear model; {model.name!r} is nonlinear.")
         return "exact"
     if solver not in _SOLVERS:
@@ -392,7 +396,7 @@ def _grid(times):
     classes = np.zeros(len(t), dtype=np.int32)           # class 0: zero step (identity)
     classes[keys > 0] = cls + 1
     reps = np.asarray([0.0] + [dt[keys > 0][np.argmax(cls == k)] for k in range(len(uniq))])
-    return jnp.asarray(reps), jnp.asarray(classes)
+    return reps, classes
 
 
 def _output_rank(order, times, nb):
@@ -575,7 +579,8 @@ def _squarings(model, theta, cov, times, grid, doses, has_ss) -> int:
     silently inaccurate.
     """
     if any(isinstance(x, jax.core.Tracer) for x in (theta, cov)):
-        norm, margin = _max_norm(model, model.theta, jnp.nan_to_num(model.covariate_reference, nan=1.0)), 4
+        with jax.ensure_compile_time_eval():      # typical values are concrete even inside a user's jit
+            norm, margin = _max_norm(model, model.theta, jnp.nan_to_num(model.covariate_reference, nan=1.0)), 4
     else:
         norm, margin = _max_norm(model, theta, cov), 1
     if grid is not None:       # every exponential spans at most one output step
@@ -587,7 +592,7 @@ def _squarings(model, theta, cov, times, grid, doses, has_ss) -> int:
         span = float(np.max(t) - min(float(np.min(t)), 0.0))
     if has_ss:
         span = max(span, float(np.max(np.asarray(doses["ii"]))))
-    need = float(squarings_needed(norm * max(span, 1e-12)))
+    need = max(math.ceil(math.log2(max(norm * max(span, 1e-12), 1e-300) / EXPM_THETA)), 0)
     return int(np.clip(need + margin, 1, 60))
 
 
@@ -595,6 +600,9 @@ def _max_norm(model, theta, cov):
     th = jnp.atleast_2d(theta)
     cv = jnp.broadcast_to(cov, th.shape[:1] + cov.shape[-1:]) if cov.ndim < 2 else cov
     th = jnp.broadcast_to(th, cv.shape[:1] + th.shape[-1:])
+    if th.shape[0] == 1:
+        with jax.ensure_compile_time_eval():      # concrete, even inside a user's jit
+            return float(jnp.max(jnp.sum(jnp.abs(model.linear_system(th[0], cv[0])[0]), axis=0)))
     return float(_norms(model, th, cv))
 
 

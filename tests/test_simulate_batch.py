@@ -2,6 +2,7 @@
 
 import sys
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,3 +163,38 @@ def test_solution_indexing_and_table(lib):
     df = sol.to_dataframe()
     assert list(df.columns[:2]) == ["TIME", "central"] and len(df) == TIMES.shape[0]
     assert df.attrs["units"]["Cp"] == "mg/L"
+
+
+class ExtraElimination(eqx.Module):
+    """A trainable residual term: first-order loss k·A from the central compartment."""
+
+    k: jax.Array
+
+    def __call__(self, t, y, theta, cov):
+        return jnp.zeros_like(y).at[0].set(-self.k * y[0])
+
+
+def test_residual_hook_adds_to_the_right_hand_side(lib):
+    model = lib("one_compartment_iv").with_residual(ExtraElimination(jnp.asarray(0.05)))
+    assert not model.is_linear
+    sol = model.simulate(pbpk.Bolus(100.0, "central"), TIMES, rtol=1e-10, atol=1e-12)
+    want = 2.0 * np.exp(-(0.1 + 0.05) * np.asarray(TIMES))
+    np.testing.assert_allclose(sol["Cp"], want, rtol=1e-6)
+    # The residual's weights are differentiable leaves of the model pytree.
+    g = jax.grad(lambda m: jnp.sum(m.simulate(pbpk.Bolus(100.0, "central"), TIMES)["Cp"]))(model)
+    assert float(g.residual.k) < 0
+    with pytest.raises(pbpk.ModelError, match="must be callable"):
+        lib("one_compartment_iv").with_residual(3.0)
+
+
+def test_simulate_under_user_jit_and_vmap(lib):
+    model = lib("two_compartment_iv")
+    reg = pbpk.Bolus(100.0, "central")
+
+    @jax.jit
+    def cmax(cl):
+        return jnp.max(model.simulate(reg, TIMES, params={"CL": cl})["Cp"])
+
+    per_patient = jax.vmap(cmax)(jnp.array([4.0, 5.0, 6.0]))
+    loop = [float(jnp.max(model.simulate(reg, TIMES, params={"CL": c})["Cp"])) for c in (4.0, 5.0, 6.0)]
+    np.testing.assert_allclose(per_patient, loop, rtol=1e-12)
