@@ -127,9 +127,6 @@ def simulate(model: CompiledModel, regimen, times, params=None, covariates=None,
         raise DosingError(f"simulate: got {len(regimens)} regimens for a batch of {n} patients.")
     doses = _encode(model, regimens, order)
     method = _method(model, solver)
-    if doses["ss"].any() and method != "exact":
-        raise DosingError("steady-state doses (SS=1) are supported for linear models only; "
-                          f"model {model.name!r} is nonlinear. Simulate the repeated doses instead.")
     grid = _grid(times)
     nb = n or 1
     has_ss = bool(doses["ss"].any())
@@ -658,6 +655,11 @@ def _adaptive(model, opts, theta, cov, bp, y0, times, out_rank):
     solver = _SOLVERS[opts.method]()
     controller = dfx.PIDController(rtol=opts.rtol, atol=opts.atol)
 
+    ss_state = None
+    if opts.has_ss:
+        ss_state, ss_ok = _adaptive_steady_states(model, opts, theta, cov, bp, term, solver, controller)
+    ok0 = jnp.all(ss_ok) if opts.has_ss else jnp.array(True)
+
     def segment(carry, i):
         y, outs, ok = carry
         ta, tb = bounds[i], bounds[i + 1]
@@ -668,9 +670,53 @@ def _adaptive(model, opts, theta, cov, bp, y0, times, out_rank):
         y_end = sol.ys[-1]
         ok = ok & (sol.result == dfx.RESULTS.successful)
         j = jnp.minimum(i, k - 1)
-        y_next = jnp.where(i < k, _apply_event(y_end, y0, bp, j, None), y_end)
+        y_next = jnp.where(i < k, _apply_event(y_end, y0, bp, j, ss_state), y_end)
         return (y_next, outs, ok), None
 
-    init = (y0, jnp.zeros((times.shape[0], n)), jnp.array(True))
+    init = (y0, jnp.zeros((times.shape[0], n)), ok0)
     (_, outs, ok), _ = jax.lax.scan(segment, init, jnp.arange(k + 1))
     return outs, ok
+
+
+def _adaptive_steady_states(model, opts, theta, cov, bp, term, solver, controller):
+    """Steady state before each SS dose of a nonlinear model, as the fixed point of one dosing
+    interval (dose, then integrate over ii), found by optimistix (implicit differentiation).
+    A continuous SS infusion solves rhs(y) + rate = 0 by Newton.  Accumulating states (such as
+    ``eliminated``) are held at zero."""
+    import optimistix as optx
+
+    n = len(model.state_names)
+    keep = ~jnp.asarray(model.accumulators)
+    eye = jnp.eye(n)
+
+    def integrate(y, t0, t1, rate):
+        sol = dfx.diffeqsolve(term, solver, t0, t1, None, y, args=(theta, cov, rate),
+                              stepsize_controller=controller, max_steps=opts.max_steps, throw=False)
+        return sol.ys[-1]
+
+    def one(kind, t, s, amt, ii, rate, dur):
+        e = eye[s]
+        ii = jnp.maximum(ii, 1e-9)
+        dur = jnp.clip(dur, 0.0, ii)
+
+        def interval(y, _):
+            y = y + jnp.where(kind == 0, amt, 0.0) * e
+            y = integrate(y, t, t + dur, jnp.where(kind == 1, rate, 0.0) * e)
+            y = integrate(y, t + dur, t + ii, jnp.zeros(n))
+            return jnp.where(keep, y, 0.0)
+
+        def balance(y, _):
+            return jnp.where(keep, model.rhs(t, y, theta, cov, rate * e), y)
+
+        periodic = optx.fixed_point(interval, optx.FixedPointIteration(rtol=opts.rtol, atol=opts.atol),
+                                    jnp.zeros(n), max_steps=2000, throw=False)
+        constant = optx.root_find(balance, optx.Newton(rtol=opts.rtol, atol=opts.atol), jnp.zeros(n),
+                                  max_steps=200, throw=False)
+        state = jnp.where(kind == 2, constant.value, periodic.value)
+        ok = jnp.where(kind == 2, constant.result == optx.RESULTS.successful,
+                       periodic.result == optx.RESULTS.successful)
+        return state, ok
+
+    states, ok = jax.vmap(one)(bp["ss_kind"], bp["t"], bp["state"], bp["ss_amt"], bp["ss_ii"], bp["ss_rate"],
+                               bp["ss_dur"])
+    return states, jnp.where(bp["ss"], ok, True)

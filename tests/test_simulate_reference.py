@@ -101,3 +101,26 @@ def test_nonlinear_batch_with_failing_patient_reports_status(lib):
     assert np.all(np.asarray(sol.status) == 1)   # step limit hit: flagged, not raised
     ok = model.simulate(pbpk.Bolus(300.0, "central"), times, params=params)
     assert np.all(np.asarray(ok.status) == 0)
+
+
+@pytest.mark.parametrize("kind", ["bolus", "infusion"])
+def test_nonlinear_steady_state_equals_long_repeated_dosing(lib, kind):
+    model = lib("michaelis_menten_1cmt")
+    tau = 12.0
+    t = np.linspace(0.0, tau, 13)
+    dose = (pbpk.Bolus(150.0, "central", ss=True, ii=tau) if kind == "bolus"
+            else pbpk.Infusion(150.0, "central", duration=2.0, ss=True, ii=tau))
+    ss = model.simulate(dose, t, rtol=1e-10, atol=1e-12)
+    # 60 doses: the approach to steady state is geometric; by then it is below 1e-10.
+    repeated = model.simulate(pbpk.Regimen.repeat(dose._replace(ss=False, ii=None), every=tau, count=60),
+                              t + 59 * tau, rtol=1e-10, atol=1e-12)
+    assert int(ss.status) == 0
+    assert rel_err(ss["Cp"], repeated["Cp"]) < TOL
+
+
+def test_nonlinear_continuous_infusion_steady_state(lib):
+    model = lib("michaelis_menten_1cmt")            # VMAX 20 mg/h, KM 2 mg/L
+    sol = model.simulate(pbpk.Infusion(None, "central", rate=10.0, ss=True), np.array([0.0, 5.0]),
+                         rtol=1e-10, atol=1e-12)
+    # VMAX·C/(KM + C) = rate  =>  C = rate·KM/(VMAX - rate) = 2 mg/L
+    np.testing.assert_allclose(sol["Cp"], 2.0, rtol=1e-8)
