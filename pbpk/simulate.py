@@ -2,14 +2,15 @@
 
 Doses become *breakpoints*: a bolus is a jump of one state, an infusion a rate switched on and
 off, a reset (EVID 3/4) restores the initial state, a steady-state dose (SS=1) replaces the state
-by the periodic steady state.  Between breakpoints the system is integrated exactly:
+by the periodic steady state (``_events``).  Between breakpoints the system is integrated:
 
-* linear models (``CompiledModel.linear``): the matrix exponential of the augmented system
-  [[A, b+u], [0, 0]] over each step, which is exact for piecewise-constant inputs.  Steps
-  between equally spaced output times share one exponential, so a patient costs a handful of
-  exponentials however many outputs are requested;
-* nonlinear models: diffrax with a stiff solver (Kvaerno5 by default) and a PID controller,
-  restarted at every breakpoint so each dose lands exactly.
+* linear models (``CompiledModel.is_linear``), exactly (``_exact``): the matrix exponential of
+  the augmented system [[A, b+u], [0, 0]] over each step is exact for piecewise-constant inputs.
+  Steps between equally spaced output times share one exponential and events are superposed,
+  so a patient costs a handful of exponentials however many outputs are requested;
+* nonlinear models (``_adaptive``): diffrax with a stiff solver (Kvaerno5 by default) and a PID
+  controller, restarted at every breakpoint so each dose lands exactly; steady states by
+  optimistix fixed-point iteration over one dosing interval.
 
 Batches (different parameters, covariates and regimens per patient) are padded to a common
 number of doses and ``vmap``ped; the whole call traces once per shape.  A patient whose solve
@@ -22,14 +23,16 @@ import math
 
 from collections.abc import Mapping, Sequence
 
-import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._adaptive import SOLVERS, propagate_adaptive
+from ._events import BOLUS, DURATION, RATE, RESET, breakpoints
+from ._exact import propagate_exact
 from ._expm import THETA as EXPM_THETA
-from ._expm import expm, squarings_needed
+from ._expm import squarings_needed
 from .compile import CompiledModel, parameter_vector
 from .dosing import Bolus, Infusion, Regimen, Reset
 from .errors import DosingError, ModelError, did_you_mean
@@ -39,8 +42,6 @@ __all__ = ["simulate", "Solution", "STATUS"]
 
 STATUS = {0: "ok", 1: "solver failed (step limit or step size)", 2: "non-finite state",
           3: "matrix exponential under-resolved (parameters far outside the batch used to size it)"}
-_BOLUS, _RATE, _DURATION, _RESET = 0, 1, 2, 3
-
 
 class Solution(eqx.Module):
     """Simulated trajectories.
@@ -296,14 +297,12 @@ def _method(model, solver):
         if not model.is_linear:
             raise ModelError(f"solver='exact' needs a linear model; {model.name!r} is nonlinear.")
         return "exact"
-    if solver not in _SOLVERS:
-        raise ModelError(f"unknown solver {solver!r}; expected 'auto', 'exact' or one of {sorted(_SOLVERS)}."
-                         + did_you_mean(solver, list(_SOLVERS) + ["auto", "exact"]))
+    if solver not in SOLVERS:
+        raise ModelError(f"unknown solver {solver!r}; expected 'auto', 'exact' or one of {sorted(SOLVERS)}."
+                         + did_you_mean(solver, list(SOLVERS) + ["auto", "exact"]))
     return solver
 
 
-_SOLVERS = {"Kvaerno5": dfx.Kvaerno5, "Kvaerno3": dfx.Kvaerno3, "Tsit5": dfx.Tsit5, "Dopri5": dfx.Dopri5,
-            "Dopri8": dfx.Dopri8}
 
 
 def _encode(model, regimens, order):
@@ -339,7 +338,7 @@ def _encode_one(model, reg, width, dose_rows):
         enc["rank"][j] = j if dose_rows is None else dose_rows[j]
         enc["valid"][j] = True
         if isinstance(d, Reset):
-            enc["kind"][j] = _RESET
+            enc["kind"][j] = RESET
             continue
         enc["state"][j] = _dose_state(model, d)
         f = 1.0 if d.unit is None else _unit_factor(model, d.unit, factors)
@@ -347,13 +346,13 @@ def _encode_one(model, reg, width, dose_rows):
         amounts[j] = amt if f == 1.0 else amt * f
         enc["ss"][j], enc["ii"][j] = d.ss, float(d.ii or 0.0)
         if isinstance(d, Bolus):
-            enc["kind"][j] = _BOLUS
+            enc["kind"][j] = BOLUS
         elif d.rate is not None:
-            enc["kind"][j] = _RATE
+            enc["kind"][j] = RATE
             enc["modelled"][j] = d.rate == "model"
             enc["value"][j] = 0.0 if d.rate == "model" else float(d.rate) * f
         else:
-            enc["kind"][j] = _DURATION
+            enc["kind"][j] = DURATION
             enc["modelled"][j] = d.duration == "model"
             enc["value"][j] = 0.0 if d.duration == "model" else float(d.duration)
         if d.amount is None:   # continuous steady-state infusion
@@ -422,9 +421,9 @@ def _run_jit(model, opts, theta, cov, doses, times, times_b, out_rank, grid_dt, 
 
 def _patient(model, opts, theta, cov, dz, times, out_rank, grid_dt, grid_class):
     y0 = model.initial_state(theta, cov)
-    bp = _breakpoints(model, theta, cov, dz, times)
+    bp = breakpoints(model, theta, cov, dz, times)
     if opts.method == "exact":
-        ys = _exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, grid_class)
+        ys = propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, grid_class)
         a, _ = model.linear_system(theta, cov)
         span = (jnp.max(grid_dt) if opts.grid_mode
                 else jnp.max(times) - jnp.minimum(jnp.min(times), 0.0))
@@ -432,140 +431,17 @@ def _patient(model, opts, theta, cov, dz, times, out_rank, grid_dt, grid_class):
         need = squarings_needed(jnp.max(jnp.sum(jnp.abs(a), axis=0)) * span)
         status = jnp.where(jnp.all(jnp.isfinite(ys)), jnp.where(need > opts.squarings, 3, 0), 2)
     else:
-        ys, ok = _adaptive(model, opts, theta, cov, bp, y0, times, out_rank)
+        ys, ok = propagate_adaptive(model, opts, theta, cov, bp, y0, times, out_rank)
         status = jnp.where(ok, jnp.where(jnp.all(jnp.isfinite(ys)), 0, 2), 1)
     return ys, status
 
 
-def _breakpoints(model, theta, cov, dz, times):
-    """Dose records -> 2·D breakpoints (start, end), sorted; each with its state change."""
-    F, lag, mdur, mrate = model.dose_properties(theta, cov)
-    s = dz["state"]
-    kind, valid = dz["kind"], dz["valid"]
-    amt = dz["amount"] * F[s]
-    start = dz["time"] + jnp.where(kind == _RESET, 0.0, lag[s])
-    is_inf = (kind == _RATE) | (kind == _DURATION)
-    rate = jnp.where(kind == _RATE, jnp.where(dz["modelled"], mrate[s], dz["value"]), 0.0)
-    dur = jnp.where(kind == _DURATION, jnp.where(dz["modelled"], mdur[s], dz["value"]), 0.0)
-    continuous = is_inf & dz["ss"] & (dz["ii"] == 0)
-    safe = lambda x: jnp.where(x > 0, x, 1.0)
-    rate = jnp.where(kind == _DURATION, amt / safe(dur), rate)
-    dur = jnp.where(kind == _RATE, amt / safe(rate), dur)
-    horizon = jnp.max(times) + 1.0
-    end = jnp.where(continuous, jnp.maximum(horizon, start), start + jnp.where(is_inf, dur, 0.0))
-    resets = valid & ((kind == _RESET) | dz["ss"])
-    # An infusion stopped by a later reset must not subtract its rate again at its end.
-    r_t = jnp.where(resets, start, jnp.inf)
-    cut = jnp.any((r_t[None, :] > start[:, None]) & (r_t[None, :] <= end[:, None]), axis=1) | continuous
-    on = valid & is_inf
-    d = start.shape[0]
-    t_all = jnp.concatenate([start, end])
-    rank_all = jnp.concatenate([dz["rank"], dz["rank"] + 0.5])
-    pad = jnp.max(times)
-    t_all = jnp.where(jnp.concatenate([valid, valid]), t_all, pad)
-    bp = dict(
-        t=t_all, rank=rank_all, state=jnp.concatenate([s, s]),
-        jump=jnp.concatenate([jnp.where(valid & (kind == _BOLUS), amt, 0.0), jnp.zeros(d)]),
-        drate=jnp.concatenate([jnp.where(on, rate, 0.0), jnp.where(on & ~cut, -rate, 0.0)]),
-        reset=jnp.concatenate([valid & (kind == _RESET), jnp.zeros(d, bool)]),
-        ss=jnp.concatenate([valid & dz["ss"], jnp.zeros(d, bool)]),
-        ss_amt=jnp.concatenate([amt, jnp.zeros(d)]), ss_ii=jnp.concatenate([dz["ii"], jnp.zeros(d)]),
-        ss_rate=jnp.concatenate([rate, jnp.zeros(d)]), ss_dur=jnp.concatenate([dur, jnp.zeros(d)]),
-        ss_kind=jnp.concatenate([jnp.where(continuous, 2, jnp.where(is_inf, 1, 0)), jnp.zeros(d, jnp.int32)]),
-    )
-    order = jnp.lexsort((bp["rank"], bp["t"]))
-    return {k: v[order] for k, v in bp.items()}
 
 
-def _rates_after(bp, n):
-    """Input-rate vector in effect after each (sorted) breakpoint; resets stop infusions."""
-
-    def step(u, x):
-        u = jnp.where(x["reset"] | x["ss"], jnp.zeros_like(u), u)
-        u = u.at[x["state"]].add(x["drate"])
-        return u, u
-
-    _, us = jax.lax.scan(step, jnp.zeros(n), {k: bp[k] for k in ("reset", "ss", "state", "drate")})
-    return us
 
 
-def _exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, grid_class):
-    """Exact propagation of a linear system between outputs, with events superposed.
-
-    From output j-1 to output j: y_j = Φ(Δ_j)·y_{j-1} + Ψ(Δ_j)·w + Σ_b [Φ(t_j - t_b)·x_b + Ψ(t_j - t_b)·v_b]
-    over the breakpoints b in (t_{j-1}, t_j]: a bolus adds x_b = amount·e, a rate change
-    v_b = Δrate·e.  A reset or steady-state replacement discards what came before it in the
-    interval and restarts from its target state.  One exponential per breakpoint and one per
-    distinct output spacing.
-    """
-    a, b = model.linear_system(theta, cov)
-    n, k, t = a.shape[0], bp["t"].shape[0], times.shape[0]
-    before = (times[None, :] < bp["t"][:, None]) | ((times[None, :] == bp["t"][:, None])
-                                                   & (out_rank[None, :] < bp["rank"][:, None]))
-    interval = jnp.sum(before, axis=1)                       # first output after each breakpoint
-    u_after = _rates_after(bp, n)
-    w_seg = b[None, :] + jnp.concatenate([jnp.zeros((1, n)), u_after])        # (K+1, n)
-    replace = bp["reset"] | bp["ss"]
-    target = jnp.broadcast_to(y0, (k, n))
-    if opts.has_ss:
-        target = jnp.where(bp["ss"][:, None], _steady_states(a, b, bp, n, model.accumulators, opts.squarings), target)
-    e = jax.nn.one_hot(bp["state"], n) * bp["jump"][:, None]
-    x = jnp.where(replace[:, None], target + e, e)
-    v = jnp.where(replace[:, None], w_seg[1:], w_seg[1:] - w_seg[:-1])
-    tau = times[jnp.clip(interval, 0, t - 1)] - bp["t"]
-    tau = jnp.where(interval < t, tau, 0.0)
-    small = jax.vmap(lambda tt, vv: _augmented_expm(a, vv[:, None], tt[None], opts.squarings)[0])(tau, v)
-    contrib = jnp.einsum("kij,kj->ki", small[:, :n, :n], x) + small[:, :n, n]
-    # A replacement discards earlier breakpoints of its interval.
-    idx = jnp.arange(k)
-    member = interval[:, None] == jnp.arange(t + 1)[None, :]                 # (K, T+1), dense: K is small
-    last_rep = jnp.max(jnp.where(member & replace[:, None], idx[:, None], -1), axis=0)
-    kept = idx >= last_rep[interval]
-    c = jnp.einsum("kt,ki->ti", (member & kept[:, None]).astype(contrib.dtype), contrib)[:t]
-    restart = last_rep[:t] >= 0
-    n_before = jnp.sum(interval[None, :] < jnp.arange(t)[:, None], axis=1)   # breakpoints before output j-1
-    if opts.grid_mode:
-        big = _augmented_expm(a, w_seg.T, grid_dt[1:], opts.squarings)       # (U, n+K+1, n+K+1)
-        big = jnp.concatenate([jnp.eye(big.shape[-1])[None], big])           # class 0: zero step
-        cls = grid_class
-    else:
-        steps = times - jnp.concatenate([jnp.minimum(times[:1], 0.0), times[:-1]])
-        big = _augmented_expm(a, w_seg.T, steps, opts.squarings)
-        cls = jnp.arange(t)
-    phis = big[:, :n, :n]
-    # Input over each step (Ψ·w of the segment in force) plus the superposed events.
-    drive = jnp.where(restart[:, None], 0.0, big[cls, :n, n + n_before]) + c
-
-    def step(y, xs):
-        cj, rj, dj = xs
-        y = jnp.where(rj, 0.0, phis[cj] @ y) + dj
-        return y, y
-
-    _, ys = jax.lax.scan(step, y0, (cls, restart, drive))
-    return ys
 
 
-def _apply_event(y, y0, bp, j, ss_state):
-    y = jnp.where(bp["reset"][j], y0, y)
-    if ss_state is not None:
-        y = jnp.where(bp["ss"][j], ss_state[j], y)
-    return y.at[bp["state"][j]].add(bp["jump"][j])
-
-
-def _augmented_expm(a, w, taus, squarings):
-    """exp([[A, W], [0, 0]]·tau) for each tau: blocks give Φ(tau) and Ψ(tau)·W.
-
-    W's columns are normalised first (Ψ·W is linear in W) so that large infusion rates do not
-    inflate the norm and the number of squarings.
-    """
-    n, m = a.shape[0], w.shape[1]
-    # The result does not depend on the scale (only round-off does): keep it out of gradients.
-    scale = jax.lax.stop_gradient(jnp.max(jnp.abs(w), axis=0))
-    scale = jnp.where(scale > 0, scale, 1.0)
-    top = jnp.concatenate([a, w / scale], axis=1)
-    aug = jnp.concatenate([top, jnp.zeros((m, n + m))], axis=0)
-    out = jax.vmap(lambda tt: expm(aug * tt, max_squarings=squarings))(taus)
-    return out.at[:, :n, n:].multiply(scale)
 
 
 def _squarings(model, theta, cov, times, grid, doses, has_ss) -> int:
@@ -609,114 +485,4 @@ def _norms(model, theta, cov):
     return jnp.max(jnp.sum(jnp.abs(a), axis=-2))
 
 
-def _steady_states(a, b, bp, n, accumulators, squarings):
-    """State at each SS dose time (before the dose itself), for linear systems."""
-    keep = ~jnp.asarray(accumulators)
-    mask = keep[:, None] & keep[None, :]
-    eye = jnp.eye(n)
 
-    def one(kind, s, amt, ii, rate, dur):
-        e = eye[s]
-        # Bolus: trough y = Φ(ii)(y + amt·e) + Ψ(ii)b.
-        f_ii = _augmented_expm(a, b[:, None], ii[None], squarings)[0]
-        phi_ii, psib_ii = f_ii[:n, :n], f_ii[:n, n]
-        m_bolus, g_bolus = phi_ii, phi_ii @ (amt * e) + psib_ii
-        # Infusion of duration dur every ii: y -> Φ(ii-dur)[Φ(dur)y + Ψ(dur)(b+rate·e)] + Ψ(ii-dur)b.
-        f_on = _augmented_expm(a, (b + rate * e)[:, None], dur[None], squarings)[0]
-        f_off = _augmented_expm(a, b[:, None], (ii - dur)[None], squarings)[0]
-        m_inf = f_off[:n, :n] @ f_on[:n, :n]
-        g_inf = f_off[:n, :n] @ f_on[:n, n] + f_off[:n, n]
-        m = jnp.where(kind == 1, m_inf, m_bolus)
-        g = jnp.where(kind == 1, g_inf, g_bolus)
-        lhs = jnp.where(mask, eye - m, eye)
-        periodic = jnp.linalg.solve(lhs, jnp.where(keep, g, 0.0))
-        # Continuous infusion: A y + b + rate·e = 0 on the non-accumulating states.
-        a_ss = jnp.where(mask, a, -eye)
-        constant = jnp.linalg.solve(a_ss, -jnp.where(keep, b + rate * e, 0.0))
-        return jnp.where(kind == 2, constant, periodic)
-
-    return jax.vmap(one)(bp["ss_kind"], bp["state"], bp["ss_amt"], jnp.maximum(bp["ss_ii"], 1e-12),
-                         bp["ss_rate"], jnp.minimum(bp["ss_dur"], jnp.maximum(bp["ss_ii"], 1e-12)))
-
-
-def _adaptive(model, opts, theta, cov, bp, y0, times, out_rank):
-    n = y0.shape[0]
-    k = bp["t"].shape[0]
-    u_after = _rates_after(bp, n)
-    # Outputs after the i-th breakpoint (in merged order) belong to segment i.
-    before = (bp["t"][None, :] < times[:, None]) | ((bp["t"][None, :] == times[:, None])
-                                                   & (bp["rank"][None, :] < out_rank[:, None]))
-    out_seg = jnp.sum(before, axis=1)
-    t0 = jnp.minimum(jnp.min(times), 0.0)
-    bounds = jnp.concatenate([t0[None], bp["t"], jnp.max(times)[None]])
-    bounds = jax.lax.cummax(bounds)
-    rates = jnp.concatenate([jnp.zeros((1, n)), u_after])
-    term = dfx.ODETerm(lambda t, y, args: model.rhs(t, y, args[0], args[1], args[2]))
-    solver = _SOLVERS[opts.method]()
-    controller = dfx.PIDController(rtol=opts.rtol, atol=opts.atol)
-
-    ss_state = None
-    if opts.has_ss:
-        ss_state, ss_ok = _adaptive_steady_states(model, opts, theta, cov, bp, term, solver, controller)
-    ok0 = jnp.all(ss_ok) if opts.has_ss else jnp.array(True)
-
-    def segment(carry, i):
-        y, outs, ok = carry
-        ta, tb = bounds[i], bounds[i + 1]
-        sol = dfx.diffeqsolve(term, solver, ta, tb, None, y, args=(theta, cov, rates[i]),
-                              saveat=dfx.SaveAt(ts=jnp.clip(times, ta, tb), t1=True),
-                              stepsize_controller=controller, max_steps=opts.max_steps, throw=False)
-        outs = jnp.where((out_seg == i)[:, None], sol.ys[: times.shape[0]], outs)
-        y_end = sol.ys[-1]
-        ok = ok & (sol.result == dfx.RESULTS.successful)
-        j = jnp.minimum(i, k - 1)
-        y_next = jnp.where(i < k, _apply_event(y_end, y0, bp, j, ss_state), y_end)
-        return (y_next, outs, ok), None
-
-    init = (y0, jnp.zeros((times.shape[0], n)), ok0)
-    (_, outs, ok), _ = jax.lax.scan(segment, init, jnp.arange(k + 1))
-    return outs, ok
-
-
-def _adaptive_steady_states(model, opts, theta, cov, bp, term, solver, controller):
-    """Steady state before each SS dose of a nonlinear model, as the fixed point of one dosing
-    interval (dose, then integrate over ii), found by optimistix (implicit differentiation).
-    A continuous SS infusion solves rhs(y) + rate = 0 by Newton.  Accumulating states (such as
-    ``eliminated``) are held at zero."""
-    import optimistix as optx
-
-    n = len(model.state_names)
-    keep = ~jnp.asarray(model.accumulators)
-    eye = jnp.eye(n)
-
-    def integrate(y, t0, t1, rate):
-        sol = dfx.diffeqsolve(term, solver, t0, t1, None, y, args=(theta, cov, rate),
-                              stepsize_controller=controller, max_steps=opts.max_steps, throw=False)
-        return sol.ys[-1]
-
-    def one(kind, t, s, amt, ii, rate, dur):
-        e = eye[s]
-        ii = jnp.maximum(ii, 1e-9)
-        dur = jnp.clip(dur, 0.0, ii)
-
-        def interval(y, _):
-            y = y + jnp.where(kind == 0, amt, 0.0) * e
-            y = integrate(y, t, t + dur, jnp.where(kind == 1, rate, 0.0) * e)
-            y = integrate(y, t + dur, t + ii, jnp.zeros(n))
-            return jnp.where(keep, y, 0.0)
-
-        def balance(y, _):
-            return jnp.where(keep, model.rhs(t, y, theta, cov, rate * e), y)
-
-        periodic = optx.fixed_point(interval, optx.FixedPointIteration(rtol=opts.rtol, atol=opts.atol),
-                                    jnp.zeros(n), max_steps=2000, throw=False)
-        constant = optx.root_find(balance, optx.Newton(rtol=opts.rtol, atol=opts.atol), jnp.zeros(n),
-                                  max_steps=200, throw=False)
-        state = jnp.where(kind == 2, constant.value, periodic.value)
-        ok = jnp.where(kind == 2, constant.result == optx.RESULTS.successful,
-                       periodic.result == optx.RESULTS.successful)
-        return state, ok
-
-    states, ok = jax.vmap(one)(bp["ss_kind"], bp["t"], bp["state"], bp["ss_amt"], bp["ss_ii"], bp["ss_rate"],
-                               bp["ss_dur"])
-    return states, jnp.where(bp["ss"], ok, True)

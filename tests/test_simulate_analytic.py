@@ -1,6 +1,5 @@
 """Simulation against closed-form pharmacokinetics (Gibaldi & Perrier), relative error ≤ 1e-6."""
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest

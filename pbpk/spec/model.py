@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keyword
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
