@@ -18,6 +18,8 @@ BRUNO_1996 = ("Bruno R, Vivier N, Vergniol JC, et al. J Pharmacokinet Biopharm 1
 _MYELO = "typical micro-constants as used by Friberg 2002 (myelo R package, radivot/myelo) [C]"
 MW_DOCETAXEL = 807.9  # g/mol
 VSS_BRUNO = 7.4 + 7.4 * 1.06 / 1.51 + 7.4 * 1.26 / 0.084   # L, from the micro-constants below
+CL_H_BRUNO = 5.2 * 7.4                                      # L/h, k10·V1
+FU = 0.06
 
 
 @register("docetaxel_bruno1996", citation=BRUNO_1996)
@@ -80,7 +82,7 @@ def docetaxel_pbpk(sex: str = "male") -> Model:
     | Kp (tissue:plasma) | Rodgers & Rowland prediction × s | – | neutral, logP 2.4, fu 0.06 |
     | s | chosen so that Vss = 123.6 L | – | Bruno 1996 Vss (k-constants above) |
     | B:P | 1.0 | – | assumption (docetaxel distributes little into red cells) [U] |
-    | CL_hepatic | 38.5 | L/h | Bruno 1996 total CL (k10·V1), taken as hepatic blood clearance |
+    | CL_hepatic | CLint,u giving CL_H = 38.5 L/h | L/h | Bruno 1996 total CL (k10·V1) as hepatic blood clearance, well-stirred liver |
     | CL_renal | 0.0 | L/h | renal excretion < 5 % of dose (label) [U] — omitted |
 
     Drug properties (logP 2.4, fu 0.06) are literature-typical values [U].  The predicted Kp
@@ -90,9 +92,13 @@ def docetaxel_pbpk(sex: str = "male") -> Model:
     from pbpk.physiology import human, kp_rodgers_rowland, whole_body
 
     phys = human(sex)
-    kp = kp_rodgers_rowland(logp=2.4, pka=None, fu=0.06, bp=1.0, kind="neutral")
+    kp = kp_rodgers_rowland(logp=2.4, pka=None, fu=FU, bp=1.0, kind="neutral")
     tissue = sum(phys.organs[t].volume * kp[t] for t in phys.organs)
     scale = (VSS_BRUNO - phys.arterial_volume - phys.venous_volume) / tissue
     kp = {t: v * scale for t, v in kp.items()}
-    return whole_body(phys, kp, name="docetaxel_pbpk", cl_hepatic=38.5, bp=1.0, fu=0.06,
+    # IIV sits on the intrinsic clearance, so every virtual patient's hepatic clearance stays
+    # below liver blood flow (well-stirred); the typical patient clears CL_H = 38.5 L/h.
+    q_h = phys.organs["liver"].blood_flow + sum(o.blood_flow for o in phys.organs.values() if o.drains_to == "liver")
+    clint_u = q_h * CL_H_BRUNO / (q_h - CL_H_BRUNO) / FU
+    return whole_body(phys, kp, name="docetaxel_pbpk", cl_hepatic=clint_u, bp=1.0, fu=FU, hepatic="intrinsic",
                       drug="docetaxel", iiv={"CL_hepatic": 0.25, "Kp_muscle": 0.2, "Kp_adipose": 0.2})

@@ -445,17 +445,20 @@ def _patient(model, opts, theta, cov, dz, times, out_rank, grid_dt, grid_class):
 
 
 def _squarings(model, theta, cov, times, grid, doses, has_ss) -> int:
-    """Squarings the exponentials need for this batch: log2(max ‖A‖₁·τ_max / θ) + 1.
+    """Squarings the exponentials need: log2(‖A‖₁·τ_max / θ), with ‖A‖₁ the larger of 4× the
+    typical patient's and (when the parameters are concrete) the batch's largest.
 
-    Computed from the concrete parameters when available; under tracing (e.g. ``grad``) from
-    the typical values with a 2⁴ margin.  Too few squarings is reported as status 3, never
-    silently inaccurate.
+    Sizing from the typical patient keeps the count, and so the compiled program, the same from
+    call to call (no recompilation per patient, dose or RL step); a batch beyond it raises the
+    count.  A traced patient beyond it is reported as status 3, never silently inaccurate.
     """
-    if any(isinstance(x, jax.core.Tracer) for x in (theta, cov)):
-        with jax.ensure_compile_time_eval():      # typical values are concrete even inside a user's jit
-            norm, margin = _max_norm(model, model.theta, jnp.nan_to_num(model.covariate_reference, nan=1.0)), 4
-    else:
-        norm, margin = _max_norm(model, theta, cov), 1
+    with jax.ensure_compile_time_eval():      # concrete values, even inside a user's jit
+        ref = jnp.nan_to_num(model.covariate_reference, nan=1.0)
+        norm = 4.0 * float(_norms(model, model.theta[None], ref[None]))
+        if not any(isinstance(x, jax.core.Tracer) for x in (theta, cov)):
+            th = jnp.atleast_2d(theta)
+            cv = jnp.broadcast_to(cov, th.shape[:1] + cov.shape[-1:]) if cov.ndim < 2 else cov
+            norm = max(norm, float(_norms(model, jnp.broadcast_to(th, cv.shape[:1] + th.shape[-1:]), cv)))
     if grid is not None:       # every exponential spans at most one output step
         span = float(np.max(np.asarray(grid[0])))
     elif isinstance(times, jax.core.Tracer):
@@ -466,17 +469,7 @@ def _squarings(model, theta, cov, times, grid, doses, has_ss) -> int:
     if has_ss:
         span = max(span, float(np.max(np.asarray(doses["ii"]))))
     need = max(math.ceil(math.log2(max(norm * max(span, 1e-12), 1e-300) / EXPM_THETA)), 0)
-    return int(np.clip(need + margin, 1, 60))
-
-
-def _max_norm(model, theta, cov):
-    th = jnp.atleast_2d(theta)
-    cv = jnp.broadcast_to(cov, th.shape[:1] + cov.shape[-1:]) if cov.ndim < 2 else cov
-    th = jnp.broadcast_to(th, cv.shape[:1] + th.shape[-1:])
-    if th.shape[0] == 1:
-        with jax.ensure_compile_time_eval():      # concrete, even inside a user's jit
-            return float(jnp.max(jnp.sum(jnp.abs(model.linear_system(th[0], cv[0])[0]), axis=0)))
-    return float(_norms(model, th, cv))
+    return int(np.clip(need, 1, 60))
 
 
 @eqx.filter_jit

@@ -38,9 +38,12 @@ def test_demo_writes_figure_and_tables(tmp_path):
     summary = pd.read_csv(tmp_path / "cycle_summary.csv")
     assert set(summary["cycle"]) == {1, 2, 3, 4}
     auc = summary[summary["quantity"] == "AUC_plasma"]
-    # Linear model, same dose each cycle, cycles 3 weeks apart: AUC per cycle = dose / CL for each
-    # patient (the exact AUC state), so its mean over patients is dose × mean(1/CL).
+    # Linear model, same dose each cycle, cycles 3 weeks apart: AUC per cycle = dose / CL_H for each
+    # patient (the exact AUC state), with the well-stirred hepatic blood clearance
+    # CL_H = Q_H·k/(Q_H + k), k = fu·CLint,u/BP (BP = 1, fu = 0.06) and Q_H the total liver flow.
     cohort = pd.read_csv(tmp_path / "virtual_patients.csv")
+    q_h = cohort[["Q_liver", "Q_gut", "Q_spleen", "Q_pancreas", "Q_stomach"]].sum(axis=1)
+    k = 0.06 * cohort["CL_hepatic"]
     dose = 75.0 * pbpk.bsa(176.0, 73.0)
-    np.testing.assert_allclose(auc["mean"], dose * np.mean(1.0 / cohort["CL_hepatic"]), rtol=1e-6)
+    np.testing.assert_allclose(auc["mean"], dose * np.mean((q_h + k) / (q_h * k)), rtol=1e-6)
     assert (tmp_path / "organ_profiles.png").stat().st_size > 10_000

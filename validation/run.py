@@ -35,7 +35,7 @@ __all__ = ["discover", "run_scripts", "write_report", "render_report", "main"]
 
 SCRIPT_DIRS = ("performance", "published", "recovery", "closed_loop")
 REPORT_PATH = VALIDATION_DIR / "REPORT.md"
-RUN_LOG = "_last_run.json"
+RUN_LOG = ".last_run.json"      # beside results/, so that results/ holds only area files
 FIGURE_EXTS = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".gif", ".html")
 
 
@@ -146,7 +146,7 @@ def render_report(results_dir: str | Path = RESULTS_DIR, figures_dir: str | Path
     if figures_dir is not None and Path(figures_dir).is_dir():
         figures = sorted(p for p in Path(figures_dir).rglob("*") if p.suffix.lower() in FIGURE_EXTS)
     if run_log is None:
-        log_path = results_dir / RUN_LOG
+        log_path = results_dir.parent / RUN_LOG
         try:
             run_log = json.loads(log_path.read_text())["scripts"] if log_path.exists() else []
         except (OSError, ValueError, KeyError, TypeError):
@@ -270,8 +270,7 @@ def main(argv=None) -> int:
             parser.error(f"--only {args.only}: no validation script matches; folders are {list(SCRIPT_DIRS)}.")
         print(f"validation scripts: {names or 'none found'}")
         log = run_scripts(names, args.quick)
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / RUN_LOG).write_text(json.dumps({"finished": _now(), "scripts": log}, indent=1) + "\n")
+        (VALIDATION_DIR / RUN_LOG).write_text(json.dumps({"finished": _now(), "scripts": log}, indent=1) + "\n")
     path = write_report(run_log=log or None)
     print(f"\nwrote {path}")
     for e in log:
