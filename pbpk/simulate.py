@@ -142,13 +142,24 @@ def simulate(model: CompiledModel, regimen, times, params=None, covariates=None,
     doses_j = {k: jnp.asarray(v) for k, v in doses.items()}
     out_rank = _output_rank(order, times, nb)
     states, obs, status = _run_jit(model, opts, theta_b, cov_b, doses_j, times, times_b, out_rank, grid_dt,
-                                   grid_class, min(chunk_size or nb, nb))
+                                   grid_class, _chunk(nb, chunk_size or nb))
     if not batched:
         states, obs, status = states[0], obs[0], status[0]
         times = times if times.ndim == 1 else times[0]
     return Solution(times=times, states=states, observations=obs, status=status,
                     state_names=model.state_names, observation_names=model.observation_names,
                     units=model.unit_table)
+
+
+def _chunk(n: int, target: int) -> int:
+    """A chunk size near ``target`` that divides ``n``: a remainder chunk would make ``lax.map``
+    concatenate (copy) the whole output."""
+    if n <= target:
+        return n
+    for d in [*range(target, target // 2, -1), *range(target + 1, 2 * target + 1)]:
+        if n % d == 0:
+            return d
+    return target
 
 
 class _Options(eqx.Module):
