@@ -56,10 +56,18 @@ def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, g
     # Input over each step (Ψ·w of the segment in force) plus the superposed events.
     drive = jnp.where(restart[:, None], 0.0, big[cls, :n, n + n_before]) + c
 
-    def step(y, xs):
-        cj, rj, dj = xs
-        y = jnp.where(rj, 0.0, phis[cj] @ y) + dj
-        return y, y
+    if opts.grid_mode and phis.shape[0] == 2:
+        phi = phis[1]                    # one spacing (and zero steps): no per-step gather
+
+        def step(y, xs):
+            cj, rj, dj = xs
+            y = jnp.where(rj, 0.0, jnp.where(cj == 0, y, phi @ y)) + dj
+            return y, y
+    else:
+        def step(y, xs):
+            cj, rj, dj = xs
+            y = jnp.where(rj, 0.0, phis[cj] @ y) + dj
+            return y, y
 
     _, ys = jax.lax.scan(step, y0, (cls, restart, drive))
     return ys

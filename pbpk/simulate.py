@@ -456,7 +456,7 @@ def _patient(model, opts, theta, cov, dz, times, out_rank, grid_dt, grid_class):
 
 
 def _squarings(model, theta, cov, times, grid, doses, has_ss) -> int:
-    """Squarings the exponentials need: log2(‖A‖₁·τ_max / θ), with ‖A‖₁ the larger of 4× the
+    """Squarings the exponentials need: log2(‖A‖₁·τ_max / θ), with ‖A‖₁ the larger of 2× the
     typical patient's and (when the parameters are concrete) the batch's largest.
 
     Sizing from the typical patient keeps the count, and so the compiled program, the same from
@@ -465,7 +465,7 @@ def _squarings(model, theta, cov, times, grid, doses, has_ss) -> int:
     """
     with jax.ensure_compile_time_eval():      # concrete values, even inside a user's jit
         ref = jnp.nan_to_num(model.covariate_reference, nan=1.0)
-        norm = 4.0 * float(_norms(model, model.theta[None], ref[None]))
+        norm = 2.0 * float(_norms(model, model.theta[None], ref[None]))
         if not any(isinstance(x, jax.core.Tracer) for x in (theta, cov)):
             th = jnp.atleast_2d(theta)
             cv = jnp.broadcast_to(cov, th.shape[:1] + cov.shape[-1:]) if cov.ndim < 2 else cov
