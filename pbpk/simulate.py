@@ -227,7 +227,7 @@ def _record_order(subj, times):
     """Dataset record numbers of observations and doses, to order equal-time events."""
     if "ROW" not in subj.obs or len(subj.obs) != len(np.atleast_1d(times)):
         return None
-    return {"obs": subj.obs["ROW"].to_numpy(float), "doses": np.asarray(subj.dose_rows, dtype=float)}
+    return {"obs": subj.obs["ROW"].to_numpy(float), "doses": np.asarray(subj.dose_order, dtype=float)}
 
 
 def _check_times(times):
