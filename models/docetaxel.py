@@ -98,7 +98,7 @@ def docetaxel_pbpk(sex: str = "male") -> Model:
     kp = {t: v * scale for t, v in kp.items()}
     # IIV sits on the intrinsic clearance, so every virtual patient's hepatic clearance stays
     # below liver blood flow (well-stirred); the typical patient clears CL_H = 38.5 L/h.
-    q_h = phys.organs["liver"].blood_flow + sum(o.blood_flow for o in phys.organs.values() if o.drains_to == "liver")
+    q_h = phys.hepatic_blood_flow
     clint_u = q_h * CL_H_BRUNO / (q_h - CL_H_BRUNO) / FU
     return whole_body(phys, kp, name="docetaxel_pbpk", cl_hepatic=clint_u, bp=1.0, fu=FU, hepatic="intrinsic",
                       drug="docetaxel", iiv={"CL_hepatic": 0.25, "Kp_muscle": 0.2, "Kp_adipose": 0.2})

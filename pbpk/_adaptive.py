@@ -6,7 +6,7 @@ import diffrax as dfx
 import jax
 import jax.numpy as jnp
 
-from ._events import apply_event, rates_after
+from ._events import apply_event, precedes, rates_after
 
 SOLVERS = {"Kvaerno5": dfx.Kvaerno5, "Kvaerno3": dfx.Kvaerno3, "Tsit5": dfx.Tsit5, "Dopri5": dfx.Dopri5,
            "Dopri8": dfx.Dopri8}
@@ -17,9 +17,7 @@ def propagate_adaptive(model, opts, theta, cov, bp, y0, times, out_rank):
     k = bp["t"].shape[0]
     u_after = rates_after(bp, n)
     # Outputs after the i-th breakpoint (in merged order) belong to segment i.
-    before = (bp["t"][None, :] < times[:, None]) | ((bp["t"][None, :] == times[:, None])
-                                                   & (bp["rank"][None, :] < out_rank[:, None]))
-    out_seg = jnp.sum(before, axis=1)
+    out_seg = jnp.sum(precedes(bp, times, out_rank), axis=0)
     t0 = jnp.minimum(jnp.min(times), 0.0)
     bounds = jnp.concatenate([t0[None], bp["t"], jnp.max(times)[None]])
     bounds = jax.lax.cummax(bounds)

@@ -8,6 +8,12 @@ import jax.numpy as jnp
 BOLUS, RATE, DURATION, RESET = 0, 1, 2, 3
 
 
+def precedes(bp, times, out_rank):
+    """(K, T): breakpoint k happens before output j (equal times: by record rank)."""
+    t_bp, t_out = bp["t"][:, None], times[None, :]
+    return (t_bp < t_out) | ((t_bp == t_out) & (bp["rank"][:, None] < out_rank[None, :]))
+
+
 def breakpoints(model, theta, cov, dz, times):
     """Dose records -> 2·D breakpoints (start, end), sorted; each with its state change."""
     F, lag, mdur, mrate = model.dose_properties(theta, cov)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._events import rates_after
+from ._events import precedes, rates_after
 from ._expm import expm
 
 
@@ -20,9 +20,7 @@ def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, g
     """
     a, b = model.linear_system(theta, cov)
     n, k, t = a.shape[0], bp["t"].shape[0], times.shape[0]
-    before = (times[None, :] < bp["t"][:, None]) | ((times[None, :] == bp["t"][:, None])
-                                                   & (out_rank[None, :] < bp["rank"][:, None]))
-    interval = jnp.sum(before, axis=1)                       # first output after each breakpoint
+    interval = jnp.sum(~precedes(bp, times, out_rank), axis=1)     # first output after each breakpoint
     u_after = rates_after(bp, n)
     w_seg = b[None, :] + jnp.concatenate([jnp.zeros((1, n)), u_after])        # (K+1, n)
     replace = bp["reset"] | bp["ss"]

@@ -133,10 +133,7 @@ class CompiledModel(eqx.Module):
 
     def params(self, **values) -> jax.Array:
         """The typical parameter vector with some values replaced by name."""
-        theta = self.theta
-        for k, v in values.items():
-            theta = theta.at[self.parameter_index(k)].set(v)
-        return theta
+        return parameter_vector(self, values)
 
     # ----------------------------------------------------------------- transforms
     def to_unconstrained(self, theta):

@@ -112,6 +112,14 @@ class Physiology:
     def blood_volume(self) -> float:
         return self.arterial_volume + self.venous_volume
 
+    @property
+    def hepatic_blood_flow(self) -> float:
+        """Total liver blood flow Q_H: hepatic artery plus the organs draining into the liver (L/h)."""
+        if "liver" not in self.organs:
+            return 0.0
+        return self.organs["liver"].blood_flow + sum(o.blood_flow for o in self.organs.values()
+                                                     if o.drains_to == "liver")
+
     def organ(self, name: str) -> Organ:
         """The organ called ``name`` (a clear error with suggestions when there is none)."""
         if name not in self.organs:

@@ -129,12 +129,11 @@ def whole_body(physiology, kp: Mapping[str, float], *, name: str = "whole_body_p
                            psrc.get("arterial_venous_split", ""))
     table["V_venous"] = (physiology.venous_volume, "L", "venous blood volume", psrc.get("arterial_venous_split", ""))
     table["BP"] = (bp, "", "blood:plasma concentration ratio", "user input")
-    q_portal = sum(o.blood_flow for o in organs.values() if o.drains_to == "liver")
     if cl_hepatic is not None:
         if "liver" not in organs:
             raise ModelError("whole_body: cl_hepatic given but the physiology has no liver.")
         cl_h = _check(cl_hepatic, "cl_hepatic (L/h)", allow_zero=True)
-        q_h = organs["liver"].blood_flow + q_portal
+        q_h = physiology.hepatic_blood_flow
         if hepatic == "well_stirred":
             if cl_h >= q_h:
                 raise ModelError(f"whole_body: cl_hepatic = {cl_h:g} L/h must be below the total liver blood flow "

@@ -93,7 +93,7 @@ def build_model():
     tissue = sum(phys.organs[t].volume * kp[t] for t in phys.organs)
     scale = (VSS_L - DRUG["bp"] * (phys.arterial_volume + phys.venous_volume)) / tissue
     kp = {t: v * scale for t, v in kp.items()}
-    q_h = phys.organs["liver"].blood_flow + sum(o.blood_flow for o in phys.organs.values() if o.drains_to == "liver")
+    q_h = phys.hepatic_blood_flow
     k_h = q_h * CL_H_BLOOD / (q_h - CL_H_BLOOD)            # well-stirred: CL_H = Q_H k / (Q_H + k)
     clint_u = k_h * DRUG["bp"] / DRUG["fu"]                # k = fu/BP · CLint,u
     spec = whole_body(phys, kp, name="bench_whole_body_docetaxel_like", cl_hepatic=clint_u, cl_renal=CL_RENAL,
