@@ -1,5 +1,5 @@
 """pbpk: symbolic PBPK and tumour–immune models compiled to JAX, dose-correct batched simulation,
-NONMEM datasets, and (in later modules) calibration, digital twins and dosing control.
+NONMEM datasets, Bayesian calibration (BlackJAX), digital twins and (in later modules) dosing control.
 
 float64 is switched on at import: pharmacometric systems are stiff and span many orders of
 magnitude, and the numerical core relies on it.
@@ -21,6 +21,9 @@ from .errors import DosingError as DosingError
 from .errors import ModelError as ModelError
 from .errors import PbpkError as PbpkError
 from .errors import UnitError as UnitError
+from .inference import Posterior as Posterior
+from .inference import PosteriorWarning as PosteriorWarning
+from .inference import fit as fit
 from .population import Population as Population
 from .residual import Additive as Additive
 from .residual import Combined as Combined
@@ -30,6 +33,7 @@ from .residual import Proportional as Proportional
 from .simulate import Solution as Solution
 from .simulate import simulate as simulate
 from .spec import Model as Model
+from .twin import Twin as Twin
 
 from .nonmem import Dataset as Dataset
 from .nonmem import read_nonmem as read_nonmem

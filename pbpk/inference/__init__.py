@@ -1,9 +1,10 @@
-"""Calibration to one patient's data: log-density (BlackJAX contract) and MAP/Laplace estimates.
+"""Calibration: log-density (BlackJAX contract), MAP/Laplace (optimistix), NUTS (BlackJAX),
+the Posterior with ArviZ diagnostics, and population (hierarchical) fits."""
 
-The NUTS sampler, Posterior, sequential updates and population fits build on these.
-"""
-
+from .fit import fit as fit
 from .logdensity import SubjectLogDensity as SubjectLogDensity
 from .logdensity import individual_logdensity as individual_logdensity
 from .map import MAPResult as MAPResult
 from .map import map_estimate as map_estimate
+from .posterior import Posterior as Posterior
+from .posterior import PosteriorWarning as PosteriorWarning

@@ -2,17 +2,22 @@
 (``logdensity_fn(position) -> scalar``), usable with any sampler or optimiser.
 
 Position (a pytree in unconstrained space):
-    ``eta``        (n_iiv,)  log-scale deviations of the parameters that carry IIV;
-    ``log_sigma``  (n_err,)  log of the residual-error parameters, when they are estimated.
+    ``eta``        (k,)  log-scale deviations of the estimated parameters;
+    ``log_sigma``  (m,)  log of the residual-error parameters, when they are estimated.
 
-Prior: η ~ N(0, diag(ω²)) — the model's population model (NONMEM's exponential IIV, θ_i =
-θ_typ·exp(η_i)); log σ ~ N(log σ₀, 1) when estimated (σ₀ the model's value).  Likelihood: each
-observation's residual-error model; a censored (BLQ, CENS=1) observation contributes
-log P(Y < LLOQ) (Beal's M3 method).
+Prior: η ~ N(0, diag(ω²)) around the median θ̃ — the model's population model (NONMEM's
+exponential IIV, θ_i = θ̃·exp(η_i), covariate effects inside the model's equations) or, for a
+parameter named in ``priors``, a user log-normal prior (median, ω).  log σ ~ N(log σ₀, 1) when
+estimated (σ₀ the model's value).  Likelihood: each observation's residual-error model; a
+censored (BLQ, CENS=1) observation contributes log P(Y < LLOQ) (Beal's M3 method).
+
+The density is a pure function of (position, data): ``DensitySpec(position, data)``.  Data are
+padded arrays (``SubjectData``), so one compiled density serves every patient of a capacity.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import equinox as eqx
@@ -21,91 +26,75 @@ import jax.numpy as jnp
 import jax.scipy.stats as jstats
 import numpy as np
 
-from ..errors import DataError, ModelError, did_you_mean
+from ..errors import ModelError, did_you_mean
+from ..residual import LogNormal
+from ._data import SubjectData, encode_subject, fit_options, predict
 
-__all__ = ["SubjectLogDensity", "individual_logdensity"]
-
-
-@dataclass(frozen=True)
-class SubjectLogDensity:
-    """``logdensity_fn`` with the layout needed to read a position back as parameters."""
-
-    logdensity_fn: object
-    initial_position: dict
-    iiv_names: tuple[str, ...]
-    error_names: tuple[str, ...]
-    theta_fn: object          # position -> natural-scale parameter vector
-
-    def parameters(self, position) -> dict[str, jax.Array]:
-        theta = self.theta_fn(position)
-        return {n: theta[..., i] for i, n in enumerate(self.theta_fn.names)}
+__all__ = ["DensitySpec", "SubjectLogDensity", "individual_logdensity", "density_spec"]
 
 
-def individual_logdensity(model, subject, *, estimate_error: bool = False, covariates=None,
-                          simulate_options=None) -> SubjectLogDensity:
-    """Log posterior density (up to a constant) of one subject's individual parameters."""
-    obs = subject.obs
-    if obs.empty:
-        raise DataError(f"subject {subject.id}: no observations to fit.")
-    obs_index = _observation_index(model, subject)
-    dv = jnp.asarray(obs["DV"].to_numpy(float))
-    cens = jnp.asarray(obs["CENS"].to_numpy(float) == 1) if "CENS" in obs else jnp.zeros(len(obs), bool)
-    lloq = obs["LLOQ"].to_numpy(float) if "LLOQ" in obs else np.full(len(obs), np.nan)
-    lloq = jnp.asarray(np.where(np.isnan(lloq), obs["DV"].to_numpy(float), lloq))  # M3: DV holds LLOQ
-    iiv = np.flatnonzero(np.asarray(model.omega) > 0)
-    if iiv.size == 0:
-        raise ModelError(f"model {model.name!r} has no parameter with IIV (iiv=...): nothing individual to fit.")
-    omega = model.omega[iiv]
-    errors = model.errors
-    for name in {model.observation_names[i] for i in np.asarray(obs_index)}:
-        if errors[model.observation_index(name)] is None:
-            raise ModelError(f"observation {name!r} has no residual error model: declare error=... in observe().")
-    err_leaves, rebuild = _error_parameters(errors, estimate_error)
-    sim_opts = dict(simulate_options or {})
+class DensitySpec(eqx.Module):
+    """What is estimated and its prior; calling it gives the log posterior density (up to a constant)."""
 
-    embed = jnp.eye(model.theta.shape[0])[:, iiv]                     # (P, n_iiv): η into parameter slots
+    model: eqx.Module
+    opts: eqx.Module
+    median: jax.Array          # (P,) prior medians (typical values, or user priors)
+    embed: jax.Array           # (P, k) η into parameter slots
+    omega: jax.Array           # (k,) prior SD of η
+    err_values: jax.Array      # (m,) residual-error parameters (fixed, or prior medians)
+    names: tuple[str, ...] = eqx.field(static=True)
+    error_names: tuple[str, ...] = eqx.field(static=True)
+    error_slots: tuple[tuple[int, str], ...] = eqx.field(static=True)
+    estimate_error: bool = eqx.field(static=True)
 
-    def theta_fn(position):
-        return model.theta * jnp.exp(embed @ position["eta"])
+    def theta(self, eta):
+        return self.median * jnp.exp(self.embed @ eta)
 
-    theta_fn.names = model.parameter_names
+    def errors(self, log_sigma=None):
+        values = self.err_values if log_sigma is None else jnp.exp(log_sigma)
+        out = list(self.model.errors)
+        for (k, field), v in zip(self.error_slots, values):
+            out[k] = eqx.tree_at(lambda e, f=field: getattr(e, f), out[k], v)
+        return tuple(out)
 
-    def logdensity_fn(position):
-        eta = position["eta"]
-        lp = jnp.sum(jstats.norm.logpdf(eta, 0.0, omega))
-        errs = errors
-        if estimate_error:
-            log_sigma = position["log_sigma"]
-            lp = lp + jnp.sum(jstats.norm.logpdf(log_sigma, jnp.log(err_leaves), 1.0))
-            errs = rebuild(jnp.exp(log_sigma))
-        sol = model.simulate(subject, None, params=theta_fn(position), covariates=covariates, **sim_opts)
-        pred = sol.observations[jnp.arange(dv.shape[0]), obs_index]
-        return lp + _likelihood(errs, obs_index, dv, pred, cens, lloq)
+    def log_prior(self, position):
+        lp = jnp.sum(jstats.norm.logpdf(position["eta"], 0.0, self.omega))
+        if self.estimate_error:
+            lp = lp + jnp.sum(jstats.norm.logpdf(position["log_sigma"], jnp.log(self.err_values), 1.0))
+        return lp
 
-    init = {"eta": jnp.zeros(iiv.size)}
-    if estimate_error:
-        init["log_sigma"] = jnp.log(err_leaves)
-    return SubjectLogDensity(logdensity_fn, init, tuple(model.parameter_names[i] for i in iiv),
-                             tuple(f"sigma{i}" for i in range(len(err_leaves))), theta_fn)
+    def log_likelihood(self, theta, errors, data: SubjectData):
+        pred, ok = predict(self.model, self.opts, theta, data)
+        ll = observation_loglik(errors, data, pred)
+        return jnp.where(ok & jnp.isfinite(ll), ll, -jnp.inf)
+
+    def __call__(self, position, data: SubjectData):
+        errors = self.errors(position.get("log_sigma") if self.estimate_error else None)
+        return self.log_prior(position) + self.log_likelihood(self.theta(position["eta"]), errors, data)
+
+    def initial_position(self):
+        init = {"eta": jnp.zeros(len(self.names))}
+        if self.estimate_error:
+            init["log_sigma"] = jnp.log(self.err_values)
+        return init
 
 
-def _likelihood(errors, obs_index, dv, pred, cens, lloq):
+def observation_loglik(errors, data: SubjectData, pred):
+    """Σ over real observations of the residual-error log-density; M3 for censored rows."""
     total = 0.0
     for k, err in enumerate(errors):
         if err is None:
             continue
-        mine = obs_index == k
-        sd = err.sd(pred)
-        point = err.log_likelihood(dv, pred)
-        censored = _censored_logp(err, lloq, pred, sd)
-        total = total + jnp.sum(jnp.where(mine & ~cens, point, 0.0)) + jnp.sum(jnp.where(mine & cens, censored, 0.0))
+        mine = data.mask & (data.obs_index == k)
+        point = err.log_likelihood(jnp.where(mine & ~data.cens, data.dv, 1.0), jnp.where(mine, pred, 1.0))
+        censored = _censored_logp(err, data.lloq, pred, err.sd(pred))
+        total = total + jnp.sum(jnp.where(mine & ~data.cens, point, 0.0)) \
+            + jnp.sum(jnp.where(mine & data.cens, censored, 0.0))
     return total
 
 
 def _censored_logp(err, lloq, pred, sd):
     """log P(Y < LLOQ) under the residual error model (M3)."""
-    from ..residual import LogNormal
-
     if isinstance(err, LogNormal):
         z = (jnp.log(jnp.maximum(lloq, 1e-300)) - jnp.log(jnp.maximum(pred, 1e-300))) / sd
     else:
@@ -113,24 +102,36 @@ def _censored_logp(err, lloq, pred, sd):
     return jstats.norm.logcdf(z)
 
 
-def _observation_index(model, subject) -> jax.Array:
-    names = subject.obs["NAME"].astype(str).tolist()
-    out = []
-    for row, name in zip(subject.obs.get("ROW", range(1, len(names) + 1)), names):
-        if name in model.observation_names:
-            out.append(model.observation_index(name))
-        elif name in ("DV", "1") and model.observation_names:
-            out.append(0)
-        else:
-            raise DataError(f"subject {subject.id}, row {row}: observation {name!r} is not an observation of model "
-                            f"{model.name!r} (observations: {list(model.observation_names)})."
-                            + did_you_mean(name, model.observation_names))
-    return jnp.asarray(out, dtype=jnp.int32)
+def density_spec(model, opts, *, estimate_error: bool = False, priors: Mapping | None = None) -> DensitySpec:
+    """Which parameters are estimated (IIV in the model, or a user prior) and their priors."""
+    median = np.asarray(model.theta, dtype=float).copy()
+    omega = np.asarray(model.omega, dtype=float).copy()
+    for name, prior in (priors or {}).items():
+        if name not in model.parameter_names:
+            raise ModelError(f"priors: model {model.name!r} has no parameter {name!r}."
+                             + did_you_mean(name, model.parameter_names))
+        try:
+            med, sd = (float(x) for x in prior)
+        except (TypeError, ValueError):
+            raise ModelError(f"priors[{name!r}] = {prior!r}: expected (median, omega) of a log-normal prior.") from None
+        if not (med > 0 and sd > 0):
+            raise ModelError(f"priors[{name!r}] = {prior!r}: median and omega must both be positive.")
+        i = model.parameter_index(name)
+        median[i], omega[i] = med, sd
+    est = np.flatnonzero(omega > 0)
+    if est.size == 0:
+        raise ModelError(f"model {model.name!r} has no parameter with IIV (iiv=...) and no priors=...: "
+                         "nothing individual to estimate.")
+    leaves, slots, names = _error_parameters(model.errors, estimate_error)
+    return DensitySpec(model=model, opts=opts, median=jnp.asarray(median),
+                       embed=jnp.eye(median.size)[:, est], omega=jnp.asarray(omega[est]),
+                       err_values=leaves, names=tuple(model.parameter_names[i] for i in est),
+                       error_names=names, error_slots=slots, estimate_error=estimate_error)
 
 
 def _error_parameters(errors, estimate):
-    """Flatten the residual-error models' parameters and a function rebuilding them."""
-    leaves, slots = [], []
+    """Positive residual-error parameters: values, (observation, field) slots and names."""
+    leaves, slots, names = [], [], []
     for k, err in enumerate(errors):
         if err is None:
             continue
@@ -139,15 +140,51 @@ def _error_parameters(errors, estimate):
             if value > 0:
                 slots.append((k, f))
                 leaves.append(value)
+                names.append(f"{f}[{k}]" if sum(e is not None for e in errors) > 1 else f)
     if estimate and not leaves:
         raise ModelError("estimate_error=True but no residual-error parameter is positive.")
-
-    def rebuild(values):
-        out = list(errors)
-        for (k, f), v in zip(slots, values):
-            out[k] = eqx.tree_at(lambda e, f=f: getattr(e, f), out[k], v)
-        return tuple(out)
-
-    return jnp.asarray(leaves, dtype=jnp.float64) if leaves else jnp.zeros(0), rebuild
+    return jnp.asarray(leaves, dtype=jnp.float64), tuple(slots), tuple(names)
 
 
+@dataclass(frozen=True)
+class SubjectLogDensity:
+    """A subject's ``logdensity_fn`` (BlackJAX contract) with the layout to read positions back."""
+
+    spec: DensitySpec
+    data: SubjectData
+    subject_id: object = None
+
+    @property
+    def logdensity_fn(self):
+        spec, data = self.spec, self.data
+        return lambda position: spec(position, data)
+
+    @property
+    def initial_position(self) -> dict:
+        return self.spec.initial_position()
+
+    @property
+    def iiv_names(self) -> tuple[str, ...]:
+        return self.spec.names
+
+    @property
+    def error_names(self) -> tuple[str, ...]:
+        return self.spec.error_names
+
+    def theta_fn(self, position):
+        return self.spec.theta(position["eta"])
+
+    def parameters(self, position) -> dict[str, jax.Array]:
+        theta = jax.vmap(self.spec.theta)(position["eta"].reshape(-1, position["eta"].shape[-1]))
+        theta = theta.reshape(position["eta"].shape[:-1] + theta.shape[-1:])
+        return {n: theta[..., i] for i, n in enumerate(self.spec.model.parameter_names)}
+
+
+def individual_logdensity(model, subject, *, estimate_error: bool = False, covariates=None,
+                          priors: Mapping | None = None, simulate_options=None,
+                          n_obs: int | None = None, n_doses: int | None = None) -> SubjectLogDensity:
+    """Log posterior density (up to a constant) of one subject's individual parameters."""
+    data = encode_subject(model, subject, covariates=covariates, n_obs=n_obs, n_doses=n_doses)
+    opts = fit_options(model, data, **dict(simulate_options or {}))
+    spec = density_spec(model, opts, estimate_error=estimate_error, priors=priors)
+    return SubjectLogDensity(spec, data, getattr(subject, "id", None))

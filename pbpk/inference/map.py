@@ -4,36 +4,66 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import equinox as eqx
 import jax
-import jax.numpy as jnp
+import numpy as np
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["MAPResult", "map_estimate"]
+__all__ = ["MAPResult", "map_estimate", "find_mode"]
 
 
 @dataclass(frozen=True)
 class MAPResult:
     position: dict                 # unconstrained position at the mode
     parameters: dict               # natural-scale individual parameters at the mode
-    covariance: jax.Array | None   # Laplace: inverse Hessian of -log density (flattened position)
+    covariance: np.ndarray | None  # Laplace: inverse Hessian of -log density (flattened position)
     log_density: float
     converged: bool
     steps: int
 
+    def draws(self, key, n: int) -> dict:
+        """``n`` draws of the position from the Laplace approximation N(mode, covariance)."""
+        flat, unravel = ravel_pytree(self.position)
+        chol = np.linalg.cholesky(self.covariance)
+        z = flat + jax.random.normal(key, (n, flat.size)) @ chol.T
+        return jax.vmap(unravel)(z)
+
 
 def map_estimate(ld, *, rtol: float = 1e-9, atol: float = 1e-9, max_steps: int = 1000,
                  laplace: bool = True) -> MAPResult:
-    """Mode of ``ld.logdensity_fn`` by BFGS from its initial position (η = 0: the typical patient)."""
-    flat0, unravel = ravel_pytree(ld.initial_position)
+    """Mode of a ``SubjectLogDensity`` by BFGS from its initial position (η = 0: the typical patient)."""
+    position, hess, ok, steps, lp = find_mode(ld.spec, ld.data, ld.initial_position, rtol=rtol, atol=atol,
+                                              max_steps=max_steps)
+    cov = laplace_covariance(hess) if laplace else None
+    return MAPResult(position=position, parameters=ld.parameters(position), covariance=cov,
+                     log_density=lp, converged=ok, steps=steps)
+
+
+def find_mode(density, data, position0, *, rtol=1e-9, atol=1e-9, max_steps=1000):
+    """Mode of ``density(position, data)``: (position, Hessian of -log density, converged, steps, log density)."""
+    z, hess, result, steps, lp = _mode(density, data, position0, rtol, atol, max_steps)
+    _, unravel = ravel_pytree(position0)
+    return (unravel(z), np.asarray(hess), bool(result == optx.RESULTS.successful), int(steps), float(lp))
+
+
+def laplace_covariance(hess) -> np.ndarray:
+    """Inverse Hessian, symmetrised; a non-positive-definite Hessian (not a mode) gives NaN."""
+    hess = 0.5 * (np.asarray(hess) + np.asarray(hess).T)
+    try:
+        np.linalg.cholesky(hess)
+    except np.linalg.LinAlgError:
+        return np.full_like(hess, np.nan)
+    return np.linalg.inv(hess)
+
+
+@eqx.filter_jit
+def _mode(density, data, position0, rtol, atol, max_steps):
+    flat0, unravel = ravel_pytree(position0)
 
     def objective(z, _):
-        return -ld.logdensity_fn(unravel(z))
+        return -density(unravel(z), data)
 
     sol = optx.minimise(objective, optx.BFGS(rtol=rtol, atol=atol), flat0, max_steps=max_steps, throw=False)
-    z = sol.value
-    cov = jnp.linalg.inv(jax.hessian(lambda x: objective(x, None))(z)) if laplace else None
-    position = unravel(z)
-    return MAPResult(position=position, parameters=ld.parameters(position), covariance=cov,
-                     log_density=float(-objective(z, None)),
-                     converged=bool(sol.result == optx.RESULTS.successful), steps=int(sol.stats["num_steps"]))
+    hess = jax.hessian(lambda z: objective(z, None))(sol.value)
+    return sol.value, hess, sol.result, sol.stats["num_steps"], -objective(sol.value, None)
