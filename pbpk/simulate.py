@@ -215,6 +215,11 @@ def _subject_covariates(model, subj):
     for name in model.covariate_names:
         if name in base:
             col = subj.covariates[name].to_numpy(float)
+            if np.all(np.isnan(col)):
+                from .errors import DataError
+
+                raise DataError(f"subject {subj.id}: covariate {name!r} is missing on every record; the model "
+                                "needs a value (or pass covariates={...} explicitly).")
             if np.nanmax(col) != np.nanmin(col):
                 raise DosingError(f"subject {subj.id}: covariate {name!r} varies over time; time-varying "
                                   "covariates are read and kept, but simulation uses one value per subject. "

@@ -174,49 +174,67 @@ class Twin:
         return Counterfactual(out, out_name, self.model.units.get(out_name, ""), ci)
 
     # ------------------------------------------------------------------ updating
-    def update(self, new_data, *, key, doses=None, warmup: int = 200, draws: int | None = None,
-               progress: bool = False) -> "Twin":
+    def update(self, new_data, *, key, doses=None, method: str = "auto", warmup: int = 200,
+               draws: int | None = None, min_ess: float = 0.25, progress: bool = False) -> "Twin":
         """A new Twin conditioned on the data so far plus ``new_data``.
 
         ``new_data``: a DataFrame of new observations (TIME, DV; optional NAME, CENS, LLOQ),
         or a Dataset/Subject with the patient's new records (doses and observations).
         ``doses``: a Regimen given since the last update (when ``new_data`` has no dose records).
-        NUTS posteriors are updated by warm-started NUTS: chains start where the previous
-        ones ended, with the previous step size and mass matrix, and a short re-adaptation.
+        ``method`` (NUTS posteriors): "importance" reweights the previous draws by the new
+        likelihood (PSIS, one batched evaluation); "nuts" re-runs NUTS warm-started from the
+        previous chains, step size and mass matrix; "auto" reweights and falls back to NUTS
+        when Pareto k̂ > 0.7 or the effective sample size is below ``min_ess`` of the draws.
         """
         from .inference.fit import make_posterior
         from .inference.logdensity import individual_logdensity
-        from .inference.map import find_mode, laplace_covariance
-        from .inference.nuts import run_nuts
+        from .inference.sequential import importance_update
 
+        if method not in ("auto", "importance", "nuts"):
+            raise ModelError(f"update: method={method!r}; expected 'auto', 'importance' or 'nuts'."
+                             + did_you_mean(str(method), ["auto", "importance", "nuts"]))
         post = self.posterior
         subject = merge_subject(post.subject, new_data, doses)
         spec = post.density
         n_obs, n_doses = _capacity(subject, post.data)
-        ld = individual_logdensity(self.model, subject, estimate_error=spec.estimate_error,
-                                   n_obs=n_obs, n_doses=n_doses)
-        ld = dataclasses.replace(ld, spec=spec)          # same prior and options: no recompilation
+        ld = individual_logdensity(self.model, subject, estimate_error=spec.estimate_error, n_obs=n_obs,
+                                   n_doses=n_doses, covariates=dict(zip(self.model.covariate_names,
+                                                                        np.asarray(post.data.covariates))))
+        data = ld.data                 # the previous prior and options: the compiled sampler is reused
         t0 = time.perf_counter()
-        if post.method == "nuts":
-            run = post.nuts
-            draws = draws or post.n_draws
-            new = run_nuts(spec, ld.data, key, run.last_positions, warmup=warmup, draws=draws,
-                           step_size=run.step_size, inverse_mass_matrix=run.inverse_mass_matrix, progress=progress,
-                           desc=f"update ID {subject.id}")
-            result = make_posterior(self.model, "nuts", spec, ld.data, subject, new.positions, new.stats, run=new,
-                                    mode=post.mode, seconds=time.perf_counter() - t0)
-        else:
-            from .inference.fit import laplace_draws
+        if post.method not in ("nuts", "importance"):
+            return self._refit_mode(subject, data, key, draws, t0)
+        k_is, k_nuts = jax.random.split(key)
+        if method in ("auto", "importance"):
+            res = importance_update(spec, data, post.positions, post.stats["lp"], k_is)
+            good = res.reliable and res.ess >= min_ess * res.n
+            if method == "importance" or good:
+                stats = {"lp": res.lp, "diverging": np.zeros(res.lp.shape, bool)}
+                result = make_posterior(self.model, "importance", spec, data, subject, res.positions, stats,
+                                        run=post.nuts, mode=post.mode, seconds=time.perf_counter() - t0,
+                                        importance=res)
+                return Twin(self.model, result, max_draws=self._theta.shape[0])
+        run = post.nuts
+        new = run_nuts_warm(spec, data, k_nuts, post, warmup, draws or post.n_draws, progress, subject.id)
+        result = make_posterior(self.model, "nuts", spec, data, subject, new.positions, new.stats, run=new,
+                                mode=post.mode, seconds=time.perf_counter() - t0)
+        del run
+        return Twin(self.model, result, max_draws=self._theta.shape[0])
 
-            position, hess, converged, _, _ = find_mode(spec, ld.data, post.mode["position"])
-            cov = laplace_covariance(hess)
-            mode = {"position": position, "covariance": cov, "converged": converged}
-            if post.method == "map":
-                positions = jax.tree.map(lambda x: x[None, None], position)
-            else:
-                positions = jax.tree.map(lambda x: x[None], laplace_draws(position, cov, key, draws or post.n_draws))
-            result = make_posterior(self.model, post.method, spec, ld.data, subject, positions, {}, mode=mode,
-                                    seconds=time.perf_counter() - t0)
+    def _refit_mode(self, subject, data, key, draws, t0):
+        from .inference.fit import laplace_draws, make_posterior
+        from .inference.map import find_mode, laplace_covariance
+
+        post, spec = self.posterior, self.posterior.density
+        position, hess, converged, _, _ = find_mode(spec, data, post.mode["position"])
+        cov = laplace_covariance(hess)
+        mode = {"position": position, "covariance": cov, "converged": converged}
+        if post.method == "map":
+            positions = jax.tree.map(lambda x: x[None, None], position)
+        else:
+            positions = jax.tree.map(lambda x: x[None], laplace_draws(position, cov, key, draws or post.n_draws))
+        result = make_posterior(self.model, post.method, spec, data, subject, positions, {}, mode=mode,
+                                seconds=time.perf_counter() - t0)
         return Twin(self.model, result, max_draws=self._theta.shape[0])
 
     # ------------------------------------------------------------------ internals
@@ -270,6 +288,16 @@ class Twin:
             return post.density.errors(jnp.log(s))[k].sample(kk, v)
 
         return np.asarray(jax.vmap(one)(sig, jnp.asarray(values), jax.random.split(key, n)))
+
+
+def run_nuts_warm(spec, data, key, post, warmup, draws, progress, subject_id):
+    """NUTS started from the previous chains' last draws, step sizes and mass matrices."""
+    from .inference.nuts import run_nuts
+
+    run = post.nuts
+    last = jax.tree.map(lambda x: x[:, -1], post.positions)
+    return run_nuts(spec, data, key, last, warmup=warmup, draws=draws, step_size=run.step_size,
+                    inverse_mass_matrix=run.inverse_mass_matrix, progress=progress, desc=f"update ID {subject_id}")
 
 
 def exposure_metrics(times, values, threshold=None) -> dict:

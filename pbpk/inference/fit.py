@@ -74,7 +74,8 @@ def fit(model, data, *, method: str = "nuts", key=None, chains: int = 4, warmup:
                           seconds=time.perf_counter() - t0)
 
 
-def make_posterior(model, method, spec, data, subj, positions, stats, *, run=None, mode=None, seconds=0.0):
+def make_posterior(model, method, spec, data, subj, positions, stats, *, run=None, mode=None, seconds=0.0,
+                   importance=None):
     thetas = _theta_draws(spec, positions)
     draws = {n: np.asarray(thetas[..., i]) for i, n in enumerate(model.parameter_names)}
     if spec.estimate_error:
@@ -83,7 +84,7 @@ def make_posterior(model, method, spec, data, subj, positions, stats, *, run=Non
     return Posterior(model=model, method=method, draws=draws, positions=positions,
                      stats={k: np.asarray(v) for k, v in stats.items()}, density=spec, data=data, subject=subj,
                      estimated=spec.names, error_names=spec.error_names if spec.estimate_error else (),
-                     nuts=run, mode=mode, seconds=seconds)
+                     nuts=run, mode=mode, seconds=seconds, importance=importance)
 
 
 def _theta_draws(spec, positions):

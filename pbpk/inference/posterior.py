@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ["Posterior", "PosteriorWarning", "DIAGNOSTIC_LIMITS"]
 
-# Vehtari et al. 2021 (rank-normalised R-hat): R-hat ≤ 1.01 and bulk/tail ESS ≥ 100 per chain... in total 400.
+# Vehtari et al. 2021 (rank-normalised R-hat): R-hat ≤ 1.01, and bulk and tail ESS ≥ 400 in total.
 DIAGNOSTIC_LIMITS = {"r_hat": 1.01, "ess_min": 400}
 
 
@@ -40,6 +40,7 @@ class Posterior:
     nuts: object = field(default=None, repr=False)
     mode: object = field(default=None, repr=False)
     seconds: float = 0.0
+    importance: object = field(default=None, repr=False)   # a sequential importance update's PSIS result
 
     def __post_init__(self):
         for message in self.problems():
@@ -99,6 +100,15 @@ class Posterior:
 
     def problems(self) -> list[str]:
         """Human-readable reasons not to trust the draws (empty when all checks pass)."""
+        if self.method == "importance":
+            imp, out = self.importance, []
+            if imp.pareto_k > 0.7:
+                out.append(f"importance update: Pareto k = {imp.pareto_k:.2f} > 0.7: the new data moved the "
+                           "posterior too far for reweighting; update with method='nuts'.")
+            if imp.ess < DIAGNOSTIC_LIMITS["ess_min"]:
+                out.append(f"importance update: effective sample size {imp.ess:.0f} < {DIAGNOSTIC_LIMITS['ess_min']}; "
+                           "update with method='nuts'.")
+            return out
         if self.method != "nuts":
             return []
         d = self.diagnostics()
