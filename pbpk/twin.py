@@ -201,6 +201,8 @@ class Twin:
                                    n_doses=n_doses, covariates=dict(zip(self.model.covariate_names,
                                                                         np.asarray(post.data.covariates))))
         data = ld.data                 # the previous prior and options: the compiled sampler is reused
+        if ld.spec.opts.squarings > spec.opts.squarings:      # data beyond the span sized at the fit
+            spec = dataclasses.replace(spec, opts=ld.spec.opts)
         t0 = time.perf_counter()
         if post.method not in ("nuts", "importance"):
             return self._refit_mode(subject, data, key, draws, t0)
@@ -294,10 +296,16 @@ def run_nuts_warm(spec, data, key, post, warmup, draws, progress, subject_id):
     """NUTS started from the previous chains' last draws, step sizes and mass matrices."""
     from .inference.nuts import run_nuts
 
+    from jax.flatten_util import ravel_pytree
+
     run = post.nuts
     last = jax.tree.map(lambda x: x[:, -1], post.positions)
+    # The previous posterior's variances are the natural mass matrix for the next one.
+    flat = jax.vmap(lambda p: ravel_pytree(p)[0])(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]),
+                                                               post.positions))
+    imm = jnp.broadcast_to(jnp.var(flat, axis=0), run.inverse_mass_matrix.shape)
     return run_nuts(spec, data, key, last, warmup=warmup, draws=draws, step_size=run.step_size,
-                    inverse_mass_matrix=run.inverse_mass_matrix, progress=progress, desc=f"update ID {subject_id}")
+                    inverse_mass_matrix=imm, progress=progress, desc=f"update ID {subject_id}")
 
 
 def exposure_metrics(times, values, threshold=None) -> dict:

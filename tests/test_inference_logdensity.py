@@ -92,6 +92,14 @@ def test_estimated_residual_error_adds_its_prior(setup, lib):
 
 def test_observation_not_in_model_is_a_clear_error(lib):
     model = lib("one_compartment_iv")
-    data = dataset(model, observed(), name="central")
-    with pytest.raises(pbpk.DataError, match=r"subject 1, row 2: observation 'central' is not an observation"):
+    data = dataset(model, observed(), name="CP2")
+    with pytest.raises(pbpk.DataError, match=r"subject 1, row 2: observation 'CP2' is not an observation.*'Cp'"):
         individual_logdensity(model, data.subject(1))
+
+
+def test_compartment_on_an_observation_record_means_the_single_observation(setup, lib):
+    """NONMEM: an observation record's CMT names the compartment; with one DV in the model it is that DV."""
+    model, dv, ld = setup
+    by_cmt = individual_logdensity(model, dataset(model, dv, name="central").subject(1))
+    eta = {"eta": jnp.asarray([0.1, -0.2])}
+    assert float(by_cmt.logdensity_fn(eta)) == float(ld.logdensity_fn(eta))

@@ -127,7 +127,9 @@ def fit_options(model, data: SubjectData | list, *, rtol=1e-8, atol=1e-10, solve
     has_ss = any(bool(np.any(np.asarray(d.doses["ss"]) & np.asarray(d.doses["valid"]))) for d in items)
     squarings = 0
     if method == "exact":
-        span = max(float(np.max(np.asarray(d.times))) for d in items)
+        # At least 5 of the typical patient's slowest time constants, so that observations
+        # arriving later (Twin.update) rarely need a recompile.
+        span = max(max(float(np.max(np.asarray(d.times))) for d in items), 5.0 * _slowest_time_constant(model))
         span = 2.0 ** math.ceil(math.log2(max(span, 1.0)))
         doses = {"ii": np.concatenate([np.asarray(d.doses["ii"]) for d in items])}
         # 8x the typical patient's rate constants (> 6 SD of a 30 % IIV) before accuracy is flagged.
@@ -135,6 +137,13 @@ def fit_options(model, data: SubjectData | list, *, rtol=1e-8, atol=1e-10, solve
                                doses, has_ss) + 2
     return _Options(method=method, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps),
                     has_ss=has_ss, grid_mode=False, squarings=int(squarings))
+
+
+def _slowest_time_constant(model) -> float:
+    a, _ = model.linear_system(model.theta, jnp.nan_to_num(model.covariate_reference, nan=1.0))
+    rates = np.abs(np.linalg.eigvals(np.asarray(a)).real)
+    rates = rates[rates > 1e-12 * max(rates.max(), 1e-300)]
+    return float(1.0 / rates.min()) if rates.size else 1.0
 
 
 def predict(model, opts, theta, data: SubjectData):

@@ -73,7 +73,7 @@ def fit_population(model, dataset, *, key, chains: int = 4, warmup: int = 1000, 
     if not isinstance(key, jax.Array):
         raise ModelError("fit_population needs an explicit key, e.g. key=jax.random.key(0).")
     subjects = list(dataset)
-    n_obs = capacity(max(len(s.obs) for s in subjects))
+    n_obs = max(len(s.obs) for s in subjects)          # exact: a population is encoded once
     n_doses = capacity(max(len(s.regimen) for s in subjects), 1)
     items = [encode_subject(model, s, n_obs=n_obs, n_doses=n_doses) for s in subjects]
     data = jax.tree.map(lambda *x: jnp.stack(x), *items)

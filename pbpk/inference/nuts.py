@@ -39,16 +39,24 @@ def run_nuts(density, data, key, initial_positions, *, warmup: int = 1000, draws
              target_accept: float = 0.8, progress: bool = True, desc: str = "NUTS") -> NutsRun:
     """Adapt (Stan windows) then sample, one chain per leading entry of ``initial_positions``.
 
-    ``step_size``/``inverse_mass_matrix`` (per chain) warm-start the adaptation, e.g. from the
-    previous posterior when new observations arrive.
+    ``step_size``/``inverse_mass_matrix`` (per chain) warm-start it, e.g. from the previous
+    posterior when new observations arrive: the mass matrix is kept (the previous posterior's
+    scales are a good preconditioner when a few observations arrive; re-estimating it from a
+    short window was measured to destabilise the chains) and only the step size is re-tuned by
+    dual averaging over ``warmup`` steps.
     """
     chains = jax.tree.leaves(initial_positions)[0].shape[0]
     k_warm, k_draw = jax.random.split(key)
     t0 = time.perf_counter()
     bar = _progress(progress, warmup + draws, desc, chains)
-    if warmup > 0:
+    if warmup > 0 and step_size is not None:
+        states, eps = _retune(density, data, jax.random.split(k_warm, chains), initial_positions, warmup,
+                              jnp.asarray(step_size), jnp.asarray(inverse_mass_matrix), max_doublings, target_accept)
+        imm = jnp.asarray(inverse_mass_matrix)
+        jax.block_until_ready(eps)
+    elif warmup > 0:
         states, eps, imm = _warmup(density, data, jax.random.split(k_warm, chains), initial_positions,
-                                   warmup, step_size, inverse_mass_matrix, max_doublings, target_accept)
+                                   warmup, None, None, max_doublings, target_accept)
         jax.block_until_ready(eps)
     else:
         states = _init_states(density, data, initial_positions)
@@ -109,6 +117,28 @@ def _warmup(density, data, keys, positions, num_steps, step_size, imm, max_doubl
 
     if step_size is None:
         return jax.vmap(lambda k, p: one(k, p, None, None))(keys, positions)
+    return jax.vmap(one)(keys, positions, step_size, imm)
+
+
+@eqx.filter_jit
+def _retune(density, data, keys, positions, num_steps, step_size, imm, max_doublings, target_accept):
+    """Dual-averaging step-size adaptation with the mass matrix held fixed."""
+    from blackjax.adaptation.step_size import dual_averaging_adaptation
+
+    logdensity = lambda p: density(p, data)
+    da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
+
+    def one(key, position, eps, m):
+        def body(carry, k):
+            state, da = carry
+            kernel = blackjax.nuts(logdensity, jnp.exp(da.log_step_size), m, max_num_doublings=max_doublings)
+            state, info = kernel.step(k, state)
+            return (state, da_update(da, info.acceptance_rate)), None
+
+        start = (blackjax.nuts.init(position, logdensity), da_init(eps))
+        (state, da), _ = jax.lax.scan(body, start, jax.random.split(key, num_steps))
+        return state, da_final(da)
+
     return jax.vmap(one)(keys, positions, step_size, imm)
 
 
