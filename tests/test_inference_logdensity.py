@@ -92,9 +92,12 @@ def test_estimated_residual_error_adds_its_prior(setup, lib):
 
 def test_observation_not_in_model_is_a_clear_error(lib):
     model = lib("one_compartment_iv")
-    data = dataset(model, observed(), name="CP2")
+    with pytest.raises(pbpk.DataError, match=r"(?i)CMT.*row 2 \(ID 1, CMT='CP2'\).*did you mean 'Cp'"):
+        dataset(model, observed(), name="CP2")               # read against the model: caught on reading
+    rows = pbpk.read_nonmem(pd.DataFrame([dict(ID=1, TIME=0.0, AMT=DOSE, EVID=1, CMT="central", DV=np.nan),
+                                          dict(ID=1, TIME=1.0, AMT=0.0, EVID=0, CMT="CP2", DV=1.0)]))
     with pytest.raises(pbpk.DataError, match=r"subject 1, row 2: observation 'CP2' is not an observation.*'Cp'"):
-        individual_logdensity(model, data.subject(1))
+        individual_logdensity(model, rows.subject(1))        # read without the model: caught on fitting
 
 
 def test_compartment_on_an_observation_record_means_the_single_observation(setup, lib):
