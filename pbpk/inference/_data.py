@@ -117,7 +117,8 @@ def observation_index(model, subject) -> np.ndarray:
     return np.asarray(out, dtype=np.int32)
 
 
-def fit_options(model, data: SubjectData | list, *, rtol=1e-8, atol=1e-10, solver="auto", max_steps=10_000):
+def fit_options(model, data: SubjectData | list, *, rtol=1e-8, atol=1e-10, solver="auto", max_steps=10_000,
+                margin_squarings: int = 2):
     """Static simulation options for fitting: no output grid (times differ per patient), and
     squarings sized for a generous parameter range so one compile serves all patients."""
     from ..simulate import _method, _Options, _squarings
@@ -132,9 +133,10 @@ def fit_options(model, data: SubjectData | list, *, rtol=1e-8, atol=1e-10, solve
         span = max(max(float(np.max(np.asarray(d.times))) for d in items), 5.0 * _slowest_time_constant(model))
         span = 2.0 ** math.ceil(math.log2(max(span, 1.0)))
         doses = {"ii": np.concatenate([np.asarray(d.doses["ii"]) for d in items])}
-        # 8x the typical patient's rate constants (> 6 SD of a 30 % IIV) before accuracy is flagged.
+        # 2**margin x twice the typical patient's rate constants (8x by default: > 6 SD of a 30 % IIV)
+        # before accuracy is flagged (and the density is -inf there).
         squarings = _squarings(model, model.theta, items[0].covariates, np.asarray([0.0, span]), None,
-                               doses, has_ss) + 2
+                               doses, has_ss) + margin_squarings
     return _Options(method=method, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps),
                     has_ss=has_ss, grid_mode=False, squarings=int(squarings))
 

@@ -33,7 +33,7 @@ def main(quick: bool = False) -> None:
 
     model = pbpk.models.load("theophylline_1cmt_oral").compile()
     data = theophylline(model)
-    warmup, draws = (150, 150) if quick else (500, 500)
+    warmup, draws = (150, 150) if quick else (500, 750)
     t0 = time.perf_counter()
     post = fit_population(model, data, key=jax.random.key(2026), chains=4, warmup=warmup, draws=draws,
                           progress=False)
