@@ -24,6 +24,7 @@ from .errors import UnitError as UnitError
 from .inference import Posterior as Posterior
 from .inference import PosteriorWarning as PosteriorWarning
 from .inference import fit as fit
+from .inference import fit_population as fit_population
 from .population import Population as Population
 from .residual import Additive as Additive
 from .residual import Combined as Combined

@@ -13,7 +13,7 @@ __all__ = ["main"]
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="pbpk", description="Symbolic PBPK models compiled to JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="whole-body docetaxel PBPK, 4 cycles, virtual population")
+    demo = sub.add_parser("demo", help="whole-body docetaxel PBPK for a virtual population; then a patient's calibration and twin")
     demo.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--patients", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=0)
@@ -53,13 +53,13 @@ def _simulate(args) -> int:
 
 
 def _demo(args) -> int:
-    from ._demo import run_demo
+    from ._demo import run_calibration_demo, run_demo
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    report = run_demo(out, n_patients=args.patients, seed=args.seed)
-    print(report)
+    print(run_demo(out, n_patients=args.patients, seed=args.seed))
+    print(run_calibration_demo(out, seed=args.seed))
     print(f"demo finished in {time.perf_counter() - t0:.1f} s; outputs in {out.resolve()}")
     return 0
 
