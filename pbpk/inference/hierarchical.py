@@ -77,8 +77,7 @@ def fit_population(model, dataset, *, key, chains: int = 4, warmup: int = 1000, 
     n_doses = capacity(max(len(s.regimen) for s in subjects), 1)
     items = [encode_subject(model, s, n_obs=n_obs, n_doses=n_doses) for s in subjects]
     data = jax.tree.map(lambda *x: jnp.stack(x), *items)
-    # Typical values move too: 32x the model's rate constants before a solve is flagged inaccurate.
-    opts = fit_options(model, items, **{"margin_squarings": 4, **dict(simulate_options or {})})
+    opts = fit_options(model, items, **dict(simulate_options or {}))
     spec = density_spec(model, opts, estimate_error=estimate_error)
     log_theta0 = jnp.log(spec.embed.T @ spec.median)
     density = PopulationDensity(spec, log_theta0, float(theta_prior_sd), float(omega_prior_sd))
