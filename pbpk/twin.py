@@ -216,25 +216,20 @@ class Twin:
                                         run=post.nuts, mode=post.mode, seconds=time.perf_counter() - t0,
                                         importance=res)
                 return Twin(self.model, result, max_draws=self._theta.shape[0])
-        run = post.nuts
         new = run_nuts_warm(spec, data, k_nuts, post, warmup, draws or post.n_draws, progress, subject.id)
         result = make_posterior(self.model, "nuts", spec, data, subject, new.positions, new.stats, run=new,
                                 mode=post.mode, seconds=time.perf_counter() - t0)
-        del run
         return Twin(self.model, result, max_draws=self._theta.shape[0])
 
     def _refit_mode(self, subject, data, key, draws, t0):
-        from .inference.fit import laplace_draws, make_posterior
+        from .inference.fit import make_posterior, mode_positions
         from .inference.map import find_mode, laplace_covariance
 
         post, spec = self.posterior, self.posterior.density
         position, hess, converged, _, _ = find_mode(spec, data, post.mode["position"])
         cov = laplace_covariance(hess)
         mode = {"position": position, "covariance": cov, "converged": converged}
-        if post.method == "map":
-            positions = jax.tree.map(lambda x: x[None, None], position)
-        else:
-            positions = jax.tree.map(lambda x: x[None], laplace_draws(position, cov, key, draws or post.n_draws))
+        positions = mode_positions(post.method, position, cov, key, draws or post.n_draws, subject.id)
         result = make_posterior(self.model, post.method, spec, data, subject, positions, {}, mode=mode,
                                 seconds=time.perf_counter() - t0)
         return Twin(self.model, result, max_draws=self._theta.shape[0])

@@ -54,16 +54,8 @@ def fit(model, data, *, method: str = "nuts", key=None, chains: int = 4, warmup:
     position, hess, converged, _, _ = find_mode(ld.spec, ld.data, ld.initial_position)
     cov = laplace_covariance(hess)
     mode = {"position": position, "covariance": cov, "converged": converged}
-    if method == "map":
-        positions = jax.tree.map(lambda x: x[None, None], position)
-        stats = {}
-        run = None
-    elif method == "laplace":
-        if not np.all(np.isfinite(cov)):
-            raise ModelError(f"fit(method='laplace'), subject {subj.id}: the Hessian at the mode is not positive "
-                             "definite; use method='nuts'.")
-        positions = jax.tree.map(lambda x: x[None], laplace_draws(position, cov, key, draws))
-        stats, run = {}, None
+    if method in ("map", "laplace"):
+        positions, stats, run = mode_positions(method, position, cov, key, draws, subj.id), {}, None
     else:
         k_init, k_run = jax.random.split(key)
         init = dispersed_inits(position, cov, k_init, chains)
@@ -76,7 +68,7 @@ def fit(model, data, *, method: str = "nuts", key=None, chains: int = 4, warmup:
 
 def make_posterior(model, method, spec, data, subj, positions, stats, *, run=None, mode=None, seconds=0.0,
                    importance=None):
-    thetas = _theta_draws(spec, positions)
+    thetas = spec.theta(positions["eta"])
     draws = {n: np.asarray(thetas[..., i]) for i, n in enumerate(model.parameter_names)}
     if spec.estimate_error:
         for j, n in enumerate(spec.error_names):
@@ -87,10 +79,14 @@ def make_posterior(model, method, spec, data, subj, positions, stats, *, run=Non
                      nuts=run, mode=mode, seconds=seconds, importance=importance)
 
 
-def _theta_draws(spec, positions):
-    eta = positions["eta"]
-    flat = eta.reshape(-1, eta.shape[-1])
-    return jax.vmap(spec.theta)(flat).reshape(eta.shape[:-1] + (spec.median.shape[0],))
+def mode_positions(method, position, cov, key, draws, subject_id):
+    """Positions (chains, draws, ...) of a "map" (the mode) or "laplace" (draws from N(mode, cov)) fit."""
+    if method == "map":
+        return jax.tree.map(lambda x: x[None, None], position)
+    if not np.all(np.isfinite(cov)):
+        raise ModelError(f"fit(method='laplace'), subject {subject_id}: the Hessian at the mode is not positive "
+                         "definite; use method='nuts'.")
+    return jax.tree.map(lambda x: x[None], laplace_draws(position, cov, key, draws))
 
 
 def laplace_draws(position, cov, key, n):

@@ -48,7 +48,8 @@ class DensitySpec(eqx.Module):
     estimate_error: bool = eqx.field(static=True)
 
     def theta(self, eta):
-        return self.median * jnp.exp(self.embed @ eta)
+        """Parameter vector(s) for η of shape (..., k)."""
+        return self.median * jnp.exp(eta @ self.embed.T)
 
     def errors(self, log_sigma=None):
         values = self.err_values if log_sigma is None else jnp.exp(log_sigma)
@@ -175,8 +176,7 @@ class SubjectLogDensity:
         return self.spec.theta(position["eta"])
 
     def parameters(self, position) -> dict[str, jax.Array]:
-        theta = jax.vmap(self.spec.theta)(position["eta"].reshape(-1, position["eta"].shape[-1]))
-        theta = theta.reshape(position["eta"].shape[:-1] + theta.shape[-1:])
+        theta = self.spec.theta(position["eta"])
         return {n: theta[..., i] for i, n in enumerate(self.spec.model.parameter_names)}
 
 

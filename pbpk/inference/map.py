@@ -24,10 +24,9 @@ class MAPResult:
 
     def draws(self, key, n: int) -> dict:
         """``n`` draws of the position from the Laplace approximation N(mode, covariance)."""
-        flat, unravel = ravel_pytree(self.position)
-        chol = np.linalg.cholesky(self.covariance)
-        z = flat + jax.random.normal(key, (n, flat.size)) @ chol.T
-        return jax.vmap(unravel)(z)
+        from .fit import laplace_draws
+
+        return laplace_draws(self.position, self.covariance, key, n)
 
 
 def map_estimate(ld, *, rtol: float = 1e-9, atol: float = 1e-9, max_steps: int = 1000,

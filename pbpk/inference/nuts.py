@@ -15,7 +15,6 @@ import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 
 __all__ = ["NutsRun", "run_nuts"]
@@ -56,7 +55,7 @@ def run_nuts(density, data, key, initial_positions, *, warmup: int = 1000, draws
         jax.block_until_ready(eps)
     elif warmup > 0:
         states, eps, imm = _warmup(density, data, jax.random.split(k_warm, chains), initial_positions,
-                                   warmup, None, None, max_doublings, target_accept)
+                                   warmup, max_doublings, target_accept)
         jax.block_until_ready(eps)
     else:
         states = _init_states(density, data, initial_positions)
@@ -104,20 +103,18 @@ def _init_states(density, data, positions):
 
 
 @eqx.filter_jit
-def _warmup(density, data, keys, positions, num_steps, step_size, imm, max_doublings, target_accept):
+def _warmup(density, data, keys, positions, num_steps, max_doublings, target_accept):
+    """Stan-style window adaptation of step size and diagonal mass matrix, per chain."""
     logdensity = lambda p: density(p, data)
 
-    def one(key, position, eps, m):
+    def one(key, position):
         adapt = blackjax.window_adaptation(
-            blackjax.nuts, logdensity, initial_step_size=1.0 if eps is None else eps,
-            initial_inverse_mass_matrix=m, target_acceptance_rate=target_accept,
+            blackjax.nuts, logdensity, target_acceptance_rate=target_accept,
             adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=max_doublings)
         (state, params), _ = adapt.run(key, position, num_steps)
         return state, params["step_size"], params["inverse_mass_matrix"]
 
-    if step_size is None:
-        return jax.vmap(lambda k, p: one(k, p, None, None))(keys, positions)
-    return jax.vmap(one)(keys, positions, step_size, imm)
+    return jax.vmap(one)(keys, positions)
 
 
 @eqx.filter_jit
@@ -160,6 +157,3 @@ def _sample(density, data, keys, states, step_size, imm, n, max_doublings):
 
     return jax.vmap(chain)(keys, states, step_size, imm)
 
-
-def numpy_tree(tree):
-    return jax.tree.map(np.asarray, tree)

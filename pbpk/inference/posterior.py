@@ -83,19 +83,24 @@ class Posterior:
                           kind="all" if self.method == "nuts" else "stats")
 
     def diagnostics(self) -> dict:
-        """Worst R-hat, smallest bulk and tail ESS over the estimated quantities, divergences."""
+        """Worst R-hat, smallest bulk and tail ESS over the estimated quantities, divergences.
+
+        Computed once per Posterior (construction warns from it; repr and ``ok`` reuse it)."""
+        if "_diagnostics" not in self.__dict__:
+            self.__dict__["_diagnostics"] = self._diagnostics()
+        return dict(self.__dict__["_diagnostics"])
+
+    def _diagnostics(self) -> dict:
         if self.method != "nuts":
             return {"max_r_hat": np.nan, "min_ess_bulk": np.nan, "min_ess_tail": np.nan, "divergences": 0}
         import arviz as az
 
         idata = self.to_arviz(predictive=False)
         names = list(self.estimated + self.error_names)
-        rhat = az.rhat(idata, var_names=names)
-        bulk = az.ess(idata, var_names=names, method="bulk")
-        tail = az.ess(idata, var_names=names, method="tail")
-        worst = lambda ds, f: float(f([float(np.asarray(ds[v]).min() if f is min else np.asarray(ds[v]).max())
-                                       for v in names]))
-        return {"max_r_hat": worst(rhat, max), "min_ess_bulk": worst(bulk, min), "min_ess_tail": worst(tail, min),
+        per = lambda ds: np.concatenate([np.ravel(ds[v]) for v in names])
+        return {"max_r_hat": float(per(az.rhat(idata, var_names=names)).max()),
+                "min_ess_bulk": float(per(az.ess(idata, var_names=names, method="bulk")).min()),
+                "min_ess_tail": float(per(az.ess(idata, var_names=names, method="tail")).min()),
                 "divergences": int(np.sum(np.asarray(self.stats["diverging"])))}
 
     def problems(self) -> list[str]:
