@@ -55,15 +55,14 @@ def breakpoints(model, theta, cov, dz, times):
 
 
 def rates_after(bp, n):
-    """Input-rate vector in effect after each (sorted) breakpoint; resets stop infusions."""
-
-    def step(u, x):
-        u = jnp.where(x["reset"] | x["ss"], jnp.zeros_like(u), u)
-        u = u.at[x["state"]].add(x["drate"])
-        return u, u
-
-    _, us = jax.lax.scan(step, jnp.zeros(n), {k: bp[k] for k in ("reset", "ss", "state", "drate")})
-    return us
+    """Input-rate vector in effect after each (sorted) breakpoint; resets and SS doses restart it."""
+    k = bp["t"].shape[0]
+    idx = jnp.arange(k)
+    restart = bp["reset"] | bp["ss"]
+    earlier = idx[None, :] <= idx[:, None]                                   # (K, K): b ≤ k
+    last = jnp.max(jnp.where(earlier & restart[None, :], idx[None, :], -1), axis=1)
+    since = earlier & (idx[None, :] >= last[:, None])
+    return (since.astype(bp["drate"].dtype) @ (jax.nn.one_hot(bp["state"], n) * bp["drate"][:, None]))
 
 
 def apply_event(y, y0, bp, j, ss_state):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from ._events import precedes, rates_after
 from ._expm import expm
+from ._spectral import coefficients, spectral_basis, spectral_flow
 
 
 def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, grid_class):
@@ -15,10 +16,13 @@ def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, g
     From output j-1 to output j: y_j = Φ(Δ_j)·y_{j-1} + Ψ(Δ_j)·w + Σ_b [Φ(t_j - t_b)·x_b + Ψ(t_j - t_b)·v_b]
     over the breakpoints b in (t_{j-1}, t_j]: a bolus adds x_b = amount·e, a rate change
     v_b = Δrate·e.  A reset or steady-state replacement discards what came before it in the
-    interval and restarts from its target state.  One exponential per breakpoint and one per
+    interval and restarts from its target state.  One propagator per breakpoint and one per
     distinct output spacing.
     """
     a, b = model.linear_system(theta, cov)
+    flow = _flow(model, opts, a)
+    if opts.method == "spectral":
+        return _superpose(model, opts, a, b, flow, bp, y0, times, out_rank)
     n, k, t = a.shape[0], bp["t"].shape[0], times.shape[0]
     interval = jnp.sum(~precedes(bp, times, out_rank), axis=1)     # first output after each breakpoint
     u_after = rates_after(bp, n)
@@ -26,14 +30,14 @@ def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, g
     replace = bp["reset"] | bp["ss"]
     target = jnp.broadcast_to(y0, (k, n))
     if opts.has_ss:
-        target = jnp.where(bp["ss"][:, None], steady_states(a, b, bp, n, model.accumulators, opts.squarings), target)
+        target = jnp.where(bp["ss"][:, None], steady_states(a, b, bp, n, model.accumulators, flow), target)
     e = jax.nn.one_hot(bp["state"], n) * bp["jump"][:, None]
     x = jnp.where(replace[:, None], target + e, e)
     v = jnp.where(replace[:, None], w_seg[1:], w_seg[1:] - w_seg[:-1])
     tau = times[jnp.clip(interval, 0, t - 1)] - bp["t"]
     tau = jnp.where(interval < t, tau, 0.0)
-    small = jax.vmap(lambda tt, vv: augmented_expm(a, vv[:, None], tt[None], opts.squarings)[0])(tau, v)
-    contrib = jnp.einsum("kij,kj->ki", small[:, :n, :n], x) + small[:, :n, n]
+    phi_b, psi_v = jax.vmap(lambda tt, vv: flow(vv[:, None], tt[None]))(tau, v)
+    contrib = jnp.einsum("kij,kj->ki", phi_b[:, 0], x) + psi_v[:, 0, :, 0]
     # A replacement discards earlier breakpoints of its interval.
     idx = jnp.arange(k)
     member = interval[:, None] == jnp.arange(t + 1)[None, :]                 # (K, T+1), dense: K is small
@@ -43,16 +47,16 @@ def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, g
     restart = last_rep[:t] >= 0
     n_before = jnp.sum(interval[None, :] < jnp.arange(t)[:, None], axis=1)   # breakpoints before output j-1
     if opts.grid_mode:
-        big = augmented_expm(a, w_seg.T, grid_dt[1:], opts.squarings)       # (U, n+K+1, n+K+1)
-        big = jnp.concatenate([jnp.eye(big.shape[-1])[None], big])           # class 0: zero step
+        phis, psiw = flow(w_seg.T, grid_dt[1:])                             # (U, n, n), (U, n, K+1)
+        phis = jnp.concatenate([jnp.eye(n)[None], phis])                     # class 0: zero step
+        psiw = jnp.concatenate([jnp.zeros_like(psiw[:1]), psiw])
         cls = grid_class
     else:
         steps = times - jnp.concatenate([jnp.minimum(times[:1], 0.0), times[:-1]])
-        big = augmented_expm(a, w_seg.T, steps, opts.squarings)
+        phis, psiw = flow(w_seg.T, steps)
         cls = jnp.arange(t)
-    phis = big[:, :n, :n]
     # Input over each step (Ψ·w of the segment in force) plus the superposed events.
-    drive = jnp.where(restart[:, None], 0.0, big[cls, :n, n + n_before]) + c
+    drive = jnp.where(restart[:, None], 0.0, psiw[cls, :, n_before]) + c
 
     if opts.grid_mode and phis.shape[0] == 2:
         phi = phis[1]                    # one spacing (and zero steps): no per-step gather
@@ -71,6 +75,52 @@ def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, g
     return ys
 
 
+def _superpose(model, opts, a, b, flow, bp, y0, times, out_rank):
+    """Every output at once: y_j = Φ(t_j - t_s)·y0 + Ψ(t_j - t_s)·b + Σ_k [Φ(t_j - t_k)·x_k + Ψ(t_j - t_k)·v_k]
+    over the breakpoints k before output j, from the last replacement (reset, SS) on if any.
+
+    With Φ and Ψ expanded in the spectral basis B (``_spectral``), each term is a weighted sum of
+    the vectors B·x_k, B·v_k, B·y0, B·b: no sequential scan and no (T, K, n, n) intermediate.
+    Like NONMEM's closed forms this superposes, so a state far below its peak (a stopped
+    infusion decades later) carries an absolute round-off of ~1e-14 of that peak.
+    """
+    n, k = a.shape[0], bp["t"].shape[0]
+    before = precedes(bp, times, out_rank).T                                   # (T, K)
+    replace = bp["reset"] | bp["ss"]
+    idx = jnp.arange(k)
+    last_rep = jnp.max(jnp.where(before & replace[None, :], idx[None, :], -1), axis=1)   # (T,)
+    active = before & (idx[None, :] >= last_rep[:, None])
+    w_after = b[None, :] + rates_after(bp, n)
+    w_before = jnp.concatenate([b[None, :], w_after[:-1]])
+    target = jnp.broadcast_to(y0, (k, n))
+    if opts.has_ss:
+        target = jnp.where(bp["ss"][:, None], steady_states(a, b, bp, n, model.accumulators, flow), target)
+    e = jax.nn.one_hot(bp["state"], n) * bp["jump"][:, None]
+    x = jnp.where(replace[:, None], target + e, e)
+    v = jnp.where(replace[:, None], w_after, w_after - w_before)
+    mu, basis = spectral_basis(model.spectral, a)
+    apply = lambda vec: jnp.sum(basis * vec[..., None, None, :], axis=-1)     # (..., B, n)
+    c_phi, c_psi = coefficients(mu, jnp.where(active, times[:, None] - bp["t"][None, :], 0.0))   # (T, K, B)
+    on = active[:, :, None, None]
+    events = jnp.sum(jnp.where(on, c_phi[..., None] * apply(x) + c_psi[..., None] * apply(v), 0.0), axis=(1, 2))
+    f_phi, f_psi = coefficients(mu, times - jnp.minimum(times[0], 0.0))          # (T, B)
+    free = jnp.sum(f_phi[..., None] * apply(y0) + f_psi[..., None] * apply(b), axis=1)
+    return jnp.where((last_rep < 0)[:, None], free, 0.0) + events
+
+
+def _flow(model, opts, a):
+    """(w (n, m), taus (T,)) -> Φ(τ) (T, n, n), Ψ(τ)·w (T, n, m), closed form or matrix exponential."""
+    if opts.method == "spectral":
+        return spectral_flow(model.spectral, a)
+
+    def by_expm(w, taus):
+        out = augmented_expm(a, w, taus, opts.squarings)
+        return out[:, :n, :n], out[:, :n, n:]
+
+    n = a.shape[0]
+    return by_expm
+
+
 def augmented_expm(a, w, taus, squarings):
     """exp([[A, W], [0, 0]]·tau) for each tau: blocks give Φ(tau) and Ψ(tau)·W.
 
@@ -87,7 +137,7 @@ def augmented_expm(a, w, taus, squarings):
     return out.at[:, :n, n:].multiply(scale)
 
 
-def steady_states(a, b, bp, n, accumulators, squarings):
+def steady_states(a, b, bp, n, accumulators, flow):
     """State at each SS dose time (before the dose itself), for linear systems."""
     keep = ~jnp.asarray(accumulators)
     mask = keep[:, None] & keep[None, :]
@@ -96,14 +146,13 @@ def steady_states(a, b, bp, n, accumulators, squarings):
     def one(kind, s, amt, ii, rate, dur):
         e = eye[s]
         # Bolus: trough y = Φ(ii)(y + amt·e) + Ψ(ii)b.
-        f_ii = augmented_expm(a, b[:, None], ii[None], squarings)[0]
-        phi_ii, psib_ii = f_ii[:n, :n], f_ii[:n, n]
-        m_bolus, g_bolus = phi_ii, phi_ii @ (amt * e) + psib_ii
+        phi_ii, psib_ii = (x[0] for x in flow(b[:, None], ii[None]))
+        m_bolus, g_bolus = phi_ii, phi_ii @ (amt * e) + psib_ii[:, 0]
         # Infusion of duration dur every ii: y -> Φ(ii-dur)[Φ(dur)y + Ψ(dur)(b+rate·e)] + Ψ(ii-dur)b.
-        f_on = augmented_expm(a, (b + rate * e)[:, None], dur[None], squarings)[0]
-        f_off = augmented_expm(a, b[:, None], (ii - dur)[None], squarings)[0]
-        m_inf = f_off[:n, :n] @ f_on[:n, :n]
-        g_inf = f_off[:n, :n] @ f_on[:n, n] + f_off[:n, n]
+        phi_on, psi_on = (x[0] for x in flow((b + rate * e)[:, None], dur[None]))
+        phi_off, psi_off = (x[0] for x in flow(b[:, None], (ii - dur)[None]))
+        m_inf = phi_off @ phi_on
+        g_inf = phi_off @ psi_on[:, 0] + psi_off[:, 0]
         m = jnp.where(kind == 1, m_inf, m_bolus)
         g = jnp.where(kind == 1, g_inf, g_bolus)
         lhs = jnp.where(mask, eye - m, eye)

@@ -10,7 +10,8 @@ subexpression elimination and ``sympy.lambdify``:
 
 When the right-hand side is linear and time-invariant in the states (compartmental PK and
 linear PBPK are), it also emits ``A(theta, cov)`` and ``b(theta, cov)`` with
-rhs = A·y + b, which the simulator propagates exactly with the matrix exponential.
+rhs = A·y + b, which the simulator propagates exactly: in closed form from the eigenvalues for
+the standard small compartment structures (``_spectral``), else with the matrix exponential.
 
 Flows to the outside are accumulated in a hidden state ``eliminated`` so that mass balance can be
 checked: sum of amounts + eliminated = total dosed.
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
+from ._spectral import SpectralPlan, spectral_plan
 from .errors import ModelError, did_you_mean
 from .residual import AbstractResidualError
 from .spec.model import Model, expression_unit_check
@@ -67,6 +69,7 @@ class CompiledModel(eqx.Module):
     _dose_props: Callable = eqx.field(static=True)
     _linear_parts: Callable | None = eqx.field(static=True)
     residual: eqx.Module | None = None
+    spectral: SpectralPlan | None = eqx.field(static=True, default=None)
 
     # ----------------------------------------------------------------- hybrid hook
     def with_residual(self, term) -> "CompiledModel":
@@ -255,6 +258,7 @@ def compile_model(model: Model) -> CompiledModel:
     A, b, linear = _linear_decomposition(rhs, y_syms, t)
     lin_fn = (sp.lambdify([p_syms, c_syms], [list(A), list(b)], modules="jax", cse=True) if linear else None)
     accum = tuple(all(sp.diff(r, y) == 0 for r in rhs) for y in y_syms)
+    plan = spectral_plan(sp.Matrix(len(rhs), len(rhs), A), accum) if linear else None
 
     params = list(model.parameters.values())
     transforms = tuple(_transform_kind(p) for p in params)
@@ -276,6 +280,7 @@ def compile_model(model: Model) -> CompiledModel:
                                          for c in model.covariates.values()], dtype=jnp.float64),
         errors=tuple(o.error for o in model.observations.values()),
         _rhs=rhs_fn, _observe=obs_fn, _initial=init_fn, _dose_props=dose_fn, _linear_parts=lin_fn,
+        spectral=plan,
     )
 
 

@@ -4,10 +4,12 @@ Doses become *breakpoints*: a bolus is a jump of one state, an infusion a rate s
 off, a reset (EVID 3/4) restores the initial state, a steady-state dose (SS=1) replaces the state
 by the periodic steady state (``_events``).  Between breakpoints the system is integrated:
 
-* linear models (``CompiledModel.is_linear``), exactly (``_exact``): the matrix exponential of
-  the augmented system [[A, b+u], [0, 0]] over each step is exact for piecewise-constant inputs.
-  Steps between equally spaced output times share one exponential and events are superposed,
-  so a patient costs a handful of exponentials however many outputs are requested;
+* linear models (``CompiledModel.is_linear``), exactly (``_exact``): exp(A·τ) and its integral
+  over each step are exact for piecewise-constant inputs.  For the standard small compartment
+  structures they are closed forms in the eigenvalues (``_spectral``); otherwise the matrix
+  exponential of the augmented system [[A, b+u], [0, 0]].  Steps between equally spaced output
+  times share one propagator and events are superposed, so a patient costs a handful of
+  propagators however many outputs are requested;
 * nonlinear models (``_adaptive``): diffrax with a stiff solver (Kvaerno5 by default) and a PID
   controller, restarted at every breakpoint so each dose lands exactly; steady states by
   optimistix fixed-point iteration over one dosing interval.
@@ -108,8 +110,9 @@ def simulate(model: CompiledModel, regimen, times, params=None, covariates=None,
             parameter vector ordered as ``model.parameter_names``, or a ``Population``.
         covariates: mapping name -> value or (N,) array; defaults to reference values.
         rtol, atol: tolerances of the adaptive solver (the exact linear path ignores them).
-        solver: "auto" (exact for linear models, else Kvaerno5), "exact", or a diffrax solver
-            name: "Kvaerno5", "Kvaerno3", "Tsit5", "Dopri5".
+        solver: "auto" (exact for linear models, else Kvaerno5), "exact" (closed form where the
+            structure allows, else the matrix exponential), "expm" (always the matrix
+            exponential), or a diffrax solver name: "Kvaerno5", "Kvaerno3", "Tsit5", "Dopri5".
         chunk_size: patients per vectorised chunk: small chunks keep each chunk's matrices in
             cache (128 was fastest for a 17-state PBPK on 2 cores) and bound memory.
     """
@@ -131,7 +134,7 @@ def simulate(model: CompiledModel, regimen, times, params=None, covariates=None,
     grid = _grid(times)
     nb = n or 1
     has_ss = bool(doses["ss"].any())
-    squarings = _squarings(model, theta, cov, times, grid, doses, has_ss) if method == "exact" else 0
+    squarings = _squarings(model, theta, cov, times, grid, doses, has_ss) if method == "expm" else 0
     opts = _Options(method=method, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps),
                     has_ss=has_ss, grid_mode=grid is not None, squarings=squarings)
     grid_dt, grid_class = grid if grid is not None else (np.zeros(1), np.zeros(times.shape[-1], np.int32))
@@ -307,15 +310,16 @@ def _batch_size(regimens, theta, cov, times):
 
 
 def _method(model, solver):
+    """Internal method: "spectral" (closed form), "expm" (matrix exponential) or a diffrax solver."""
     if solver == "auto":
-        return "exact" if model.is_linear else "Kvaerno5"
-    if solver == "exact":
+        solver = "exact" if model.is_linear else "Kvaerno5"
+    if solver in ("exact", "expm"):
         if not model.is_linear:
-            raise ModelError(f"solver='exact' needs a linear model; {model.name!r} is nonlinear.")
-        return "exact"
+            raise ModelError(f"solver={solver!r} needs a linear model; {model.name!r} is nonlinear.")
+        return "spectral" if solver == "exact" and model.spectral is not None else "expm"
     if solver not in SOLVERS:
-        raise ModelError(f"unknown solver {solver!r}; expected 'auto', 'exact' or one of {sorted(SOLVERS)}."
-                         + did_you_mean(solver, list(SOLVERS) + ["auto", "exact"]))
+        raise ModelError(f"unknown solver {solver!r}; expected 'auto', 'exact', 'expm' or one of "
+                         f"{sorted(SOLVERS)}." + did_you_mean(solver, list(SOLVERS) + ["auto", "exact", "expm"]))
     return solver
 
 
@@ -438,7 +442,10 @@ def _run_jit(model, opts, theta, cov, doses, times, times_b, out_rank, grid_dt, 
 def _patient(model, opts, theta, cov, dz, times, out_rank, grid_dt, grid_class):
     y0 = model.initial_state(theta, cov)
     bp = breakpoints(model, theta, cov, dz, times)
-    if opts.method == "exact":
+    if opts.method == "spectral":
+        ys = propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, grid_class)
+        status = jnp.where(jnp.all(jnp.isfinite(ys)), 0, 2)
+    elif opts.method == "expm":
         ys = propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, grid_class)
         a, _ = model.linear_system(theta, cov)
         span = (jnp.max(grid_dt) if opts.grid_mode

@@ -127,7 +127,7 @@ def fit_options(model, data: SubjectData | list, *, rtol=1e-8, atol=1e-10, solve
     method = _method(model, solver)
     has_ss = any(bool(np.any(np.asarray(d.doses["ss"]) & np.asarray(d.doses["valid"]))) for d in items)
     squarings = 0
-    if method == "exact":
+    if method == "expm":
         # At least 5 of the typical patient's slowest time constants, so that observations
         # arriving later (Twin.update) rarely need a recompile.
         span = max(max(float(np.max(np.asarray(d.times))) for d in items), 5.0 * _slowest_time_constant(model))
