@@ -1,4 +1,4 @@
-"""Exact propagation of linear systems between outputs (matrix exponential, events superposed)."""
+"""Exact propagation of linear systems between outputs (closed form or matrix exponential, events superposed)."""
 
 from __future__ import annotations
 

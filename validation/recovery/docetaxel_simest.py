@@ -1,6 +1,8 @@
 """Simulation–estimation: 200 virtual docetaxel patients (Bruno 1996 model, IIV ω_CL 0.25 and
 ω_V1 0.3 — illustrative, see models/docetaxel.py), 4 sparse samples in cycle 1, a per-patient
-NUTS fit each; credible-interval coverage of the true CL and V1, convergence, and the cycle-2
+NUTS fit each (4 chains x 1000 warmup x 1000 draws, Stan's defaults: with 500 draws per chain
+the split R-hat of a healthy fit exceeds 1.01 by chance often enough to decide the convergence
+check); credible-interval coverage of the true CL and V1, convergence, and the cycle-2
 AUC predicted from the cycle-1 posterior against the truth (and against the population-only
 prediction as the baseline)."""
 
@@ -22,7 +24,7 @@ def main(quick: bool = False) -> None:
     from validation.recovery._docetaxel_cohort import cohort, cycle2_auc, next_cycle
 
     model = pbpk.models.load("docetaxel_bruno1996").compile()
-    n, warmup, draws = (6, 300, 300) if quick else (200, 500, 500)
+    n, warmup, draws = (6, 300, 300) if quick else (200, 1000, 1000)
     data, truth = cohort(model, n, seed=17)
     true_auc = cycle2_auc(model, truth)
     typical_auc = float(cycle2_auc(model, np.asarray(model.theta))[0])
@@ -49,6 +51,17 @@ def main(quick: bool = False) -> None:
         Check.within(f"simest.coverage_{k}", f"90% credible interval covers the true {k} ({n} patients)", SOURCE,
                      cov[k], "%", 86, 94, note=f"binomial MC error ±{mc:.1f} percentage points", fmt="{:.1f}")
         for k in ("CL", "V1")]
+    if not quick:
+        # A second, independent cohort, reported beside (not instead of) the pre-registered one:
+        # with exact Bayesian calibration a 200-patient coverage still falls outside 86-94 % about
+        # 6 % of the time per parameter, and the SBC ranks tell chance from a miscalibrated posterior.
+        rep = _replicate(model, n, warmup, draws, seed=18)
+        for k in ("CL", "V1"):
+            checks.append(Check(f"simest.replicate_coverage_{k}", f"replicate cohort (seed 18, {n} patients): 90% "
+                                f"credible-interval coverage of {k}", "measured in this run", rep[k]["coverage_%"],
+                                "%", "informational", True,
+                                note=f"SBC rank mean {rep[k]['rank_mean']:.3f} (uniform 0.5), sd {rep[k]['rank_sd']:.3f} "
+                                     f"(uniform 0.289)"))
     checks.append(Check.at_least("simest.converged", "fits with all R-hat <= 1.01 and no divergences", SOURCE,
                                  100 * float(np.mean(healthy)), "%", 98, fmt="{:.1f}"))
     checks.append(Check.at_most("simest.auc_mdape", "cycle-2 AUC predicted from the cycle-1 posterior: median "
@@ -62,3 +75,25 @@ def main(quick: bool = False) -> None:
         "coverage_%": cov, "auc_mdape_%": float(np.median(ape)), "auc_mdape_population_only_%":
         float(np.median(ape_pop)), "seconds_per_fit_median": float(np.median(seconds)),
         "seconds_total": float(np.sum(seconds))}})
+
+
+def _replicate(model, n, warmup, draws, seed):
+    """Coverage and simulation-based-calibration ranks (fraction of draws below the truth) of CL and V1."""
+    import jax
+    from tqdm.auto import tqdm
+
+    import pbpk
+    from validation.recovery._docetaxel_cohort import cohort
+
+    data, truth = cohort(model, n, seed=seed)
+    out = {}
+    ranks = {"CL": [], "V1": []}
+    for i, subj in enumerate(tqdm(list(data), desc="replicate cohort", leave=False)):
+        post = pbpk.fit(model, subj, key=jax.random.key(5000 + i), warmup=warmup, draws=draws, progress=False)
+        for name in ranks:
+            ranks[name].append(float(np.mean(np.asarray(post[name]) < truth[i, model.parameter_index(name)])))
+    for name, r in ranks.items():
+        r = np.asarray(r)
+        out[name] = {"coverage_%": 100 * float(np.mean((r >= 0.05) & (r <= 0.95))), "rank_mean": float(r.mean()),
+                     "rank_sd": float(r.std())}
+    return out
