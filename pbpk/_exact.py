@@ -99,13 +99,16 @@ def _superpose(model, opts, a, b, flow, bp, y0, times, out_rank):
     x = jnp.where(replace[:, None], target + e, e)
     v = jnp.where(replace[:, None], w_after, w_after - w_before)
     mu, basis = spectral_basis(model.spectral, a)
-    apply = lambda vec: jnp.sum(basis * vec[..., None, None, :], axis=-1)     # (..., B, n)
-    c_phi, c_psi = coefficients(mu, jnp.where(active, times[:, None] - bp["t"][None, :], 0.0))   # (T, K, B)
-    on = active[:, :, None, None]
-    events = jnp.sum(jnp.where(on, c_phi[..., None] * apply(x) + c_psi[..., None] * apply(v), 0.0), axis=(1, 2))
-    f_phi, f_psi = coefficients(mu, times - jnp.minimum(times[0], 0.0))          # (T, B)
-    free = jnp.sum(f_phi[..., None] * apply(y0) + f_psi[..., None] * apply(b), axis=1)
-    return jnp.where((last_rep < 0)[:, None], free, 0.0) + events
+    # One pass each (fewer, larger XLA kernels): weights for every (output, breakpoint) pair and
+    # every output since the start; the basis applied to x_k, y0 (Φ) and v_k, b (Ψ).
+    tau = jnp.concatenate([jnp.where(active, times[:, None] - bp["t"][None, :], 0.0),
+                           (times - jnp.minimum(times[0], 0.0))[:, None]], axis=1)          # (T, K+1)
+    c_phi, c_psi = coefficients(mu, tau)                                                    # (T, K+1, B)
+    start = (last_rep < 0)[:, None]
+    on = jnp.concatenate([active, start], axis=1)[..., None, None]
+    bx = jnp.sum(basis * jnp.concatenate([x, y0[None]])[:, None, None, :], axis=-1)        # (K+1, B, n)
+    bv = jnp.sum(basis * jnp.concatenate([v, b[None]])[:, None, None, :], axis=-1)
+    return jnp.sum(jnp.where(on, c_phi[..., None] * bx + c_psi[..., None] * bv, 0.0), axis=(1, 2))
 
 
 def _flow(model, opts, a):

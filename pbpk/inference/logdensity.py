@@ -88,9 +88,12 @@ def observation_loglik(errors, data: SubjectData, pred):
             continue
         mine = data.mask & (data.obs_index == k)
         point = err.log_likelihood(jnp.where(mine & ~data.cens, data.dv, 1.0), jnp.where(mine, pred, 1.0))
-        censored = _censored_logp(err, data.lloq, pred, err.sd(pred))
-        total = total + jnp.sum(jnp.where(mine & ~data.cens, point, 0.0)) \
-            + jnp.sum(jnp.where(mine & data.cens, censored, 0.0))
+        total = total + jnp.sum(jnp.where(mine & ~data.cens, point, 0.0))
+        below = mine & data.cens
+        # log Φ is costly: a real branch when the data (shared by the chains) has no BLQ row.
+        total = total + jax.lax.cond(
+            jnp.any(below), lambda p: jnp.sum(jnp.where(below, _censored_logp(err, data.lloq, p, err.sd(p)), 0.0)),
+            lambda p: jnp.zeros((), p.dtype), pred)
     return total
 
 
