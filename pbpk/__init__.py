@@ -9,6 +9,7 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
+from . import dosimetry as dosimetry
 from . import models as models
 from .compile import CompiledModel as CompiledModel
 from .dosing import Bolus as Bolus
@@ -17,6 +18,7 @@ from .dosing import Regimen as Regimen
 from .dosing import Reset as Reset
 from .dosing import bsa as bsa
 from .errors import DataError as DataError
+from .errors import DosimetryError as DosimetryError
 from .errors import DosingError as DosingError
 from .errors import ModelError as ModelError
 from .errors import PbpkError as PbpkError

@@ -27,6 +27,10 @@ class DataError(PbpkError, ValueError):
     """A dataset (NONMEM-style or otherwise) is malformed."""
 
 
+class DosimetryError(PbpkError, ValueError):
+    """A dosimetry or radiobiology input is out of range (negative mass, half-life, α/β ...)."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A ' Did you mean ...?' suffix for an unknown name, or '' when nothing is close.
 
