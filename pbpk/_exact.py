@@ -98,12 +98,14 @@ def _superpose(model, opts, a, b, flow, bp, y0, times, out_rank):
     e = jax.nn.one_hot(bp["state"], n) * bp["jump"][:, None]
     x = jnp.where(replace[:, None], target + e, e)
     v = jnp.where(replace[:, None], w_after, w_after - w_before)
-    mu, basis = spectral_basis(model.spectral, a)
+    # Fitting: when the observations read no accumulator, those stay 0 and cost nothing.
+    acc = not (opts.observed_only and not any(model.observed_states[i] for i in model.spectral.accumulators))
+    mu, basis = spectral_basis(model.spectral, a, accumulators=acc)
     # One pass each (fewer, larger XLA kernels): weights for every (output, breakpoint) pair and
     # every output since the start; the basis applied to x_k, y0 (Φ) and v_k, b (Ψ).
     tau = jnp.concatenate([jnp.where(active, times[:, None] - bp["t"][None, :], 0.0),
                            (times - jnp.minimum(times[0], 0.0))[:, None]], axis=1)          # (T, K+1)
-    c_phi, c_psi = coefficients(mu, tau)                                                    # (T, K+1, B)
+    c_phi, c_psi = coefficients(mu, tau, accumulators=acc)                                  # (T, K+1, B)
     start = (last_rep < 0)[:, None]
     on = jnp.concatenate([active, start], axis=1)[..., None, None]
     bx = jnp.sum(basis * jnp.concatenate([x, y0[None]])[:, None, None, :], axis=-1)        # (K+1, B, n)

@@ -177,13 +177,14 @@ def phi2(z):
     return jnp.where(small, series, (jnp.expm1(zs) - zs) / zs**2)
 
 
-def spectral_basis(plan: SpectralPlan, a: jax.Array):
+def spectral_basis(plan: SpectralPlan, a: jax.Array, *, accumulators: bool = True):
     """Eigenvalues μ (m,) and the basis (2m + 1, n, n) in which Φ(τ) and Ψ(τ) are expanded.
 
     With Gᵢ = Pᵢ on the non-accumulating block, Hᵢ = F·Pᵢ (F: the accumulators' inflows) and I_C
     the accumulators' identity:
         Φ(τ) = Σᵢ [eᶻ Gᵢ + τφ₁(z) Hᵢ] + I_C,   Ψ(τ) = Σᵢ [τφ₁(z) Gᵢ + τ²φ₂(z) Hᵢ] + τ·I_C,   z = μᵢτ
-    (``coefficients`` gives the scalar weights).
+    (``coefficients`` gives the scalar weights).  ``accumulators=False``: only the m matrices Gᵢ,
+    which propagate the non-accumulating states exactly and leave the accumulators at zero.
     """
     n = a.shape[0]
     # Static selections as products with 0/1 matrices: batched gathers and scatters are slow on CPU.
@@ -193,15 +194,19 @@ def spectral_basis(plan: SpectralPlan, a: jax.Array):
     mu = eigenvalues(plan, a_n)
     proj = projectors(a_n, mu)                                          # (m, m, m)
     g = mm(mm(pick_n, proj), pick_n.T)                                  # (m, n, n)
+    if not accumulators:
+        return mu, g
     h = mm(mm(mm(pick_c, mm(mm(pick_c.T, a), pick_n)), proj), pick_n.T)
     i_c = jnp.asarray((pick_c @ pick_c.T)[None], a.dtype)
     return mu, jnp.concatenate([g, h, i_c])
 
 
-def coefficients(mu, taus):
-    """Weights (T, 2m + 1) of the basis for Φ(τ) and for Ψ(τ)."""
+def coefficients(mu, taus, *, accumulators: bool = True):
+    """Weights (T, 2m + 1) — or (T, m) without accumulators — of the basis for Φ(τ) and for Ψ(τ)."""
     z = taus[..., None] * mu
     t1 = taus[..., None] * phi1(z)
+    if not accumulators:
+        return jnp.exp(z), t1
     one = jnp.ones_like(taus)[..., None]
     phi = jnp.concatenate([jnp.exp(z), t1, one], -1)
     psi = jnp.concatenate([t1, taus[..., None] ** 2 * phi2(z), taus[..., None]], -1)

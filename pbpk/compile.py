@@ -70,6 +70,7 @@ class CompiledModel(eqx.Module):
     _linear_parts: Callable | None = eqx.field(static=True)
     residual: eqx.Module | None = None
     spectral: SpectralPlan | None = eqx.field(static=True, default=None)
+    observed_states: tuple[bool, ...] = eqx.field(static=True, default=())   # states the observations read
 
     # ----------------------------------------------------------------- hybrid hook
     def with_residual(self, term) -> "CompiledModel":
@@ -259,6 +260,7 @@ def compile_model(model: Model) -> CompiledModel:
     lin_fn = (sp.lambdify([p_syms, c_syms], [list(A), list(b)], modules="jax", cse=True) if linear else None)
     accum = tuple(all(sp.diff(r, y) == 0 for r in rhs) for y in y_syms)
     plan = spectral_plan(sp.Matrix(len(rhs), len(rhs), A), accum) if linear else None
+    read = set().union(*(e.free_symbols for e in obs_exprs)) if obs_exprs else set()
 
     params = list(model.parameters.values())
     transforms = tuple(_transform_kind(p) for p in params)
@@ -280,7 +282,7 @@ def compile_model(model: Model) -> CompiledModel:
                                          for c in model.covariates.values()], dtype=jnp.float64),
         errors=tuple(o.error for o in model.observations.values()),
         _rhs=rhs_fn, _observe=obs_fn, _initial=init_fn, _dose_props=dose_fn, _linear_parts=lin_fn,
-        spectral=plan,
+        spectral=plan, observed_states=tuple(y in read for y in y_syms),
     )
 
 

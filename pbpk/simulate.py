@@ -173,6 +173,8 @@ class _Options(eqx.Module):
     has_ss: bool = eqx.field(static=True)
     grid_mode: bool = eqx.field(static=True)
     squarings: int = eqx.field(static=True)
+    # Fitting needs only what the observations read: accumulators they do not read are left at 0.
+    observed_only: bool = eqx.field(static=True, default=False)
 
 
 # =========================================================================== inputs

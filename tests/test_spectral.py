@@ -136,3 +136,31 @@ def test_mass_balance(model3):
     sol = model3.simulate(_regimens()[0], TIMES)
     given = 100.0 * np.minimum(np.floor(np.asarray(TIMES) / 12.0) + 1, 4)
     np.testing.assert_allclose(np.asarray(sol.states).sum(axis=1), given, rtol=1e-12)
+
+
+@pytest.mark.parametrize("observe_urine", [False, True])
+def test_fitting_predictions_skip_unobserved_accumulators(observe_urine):
+    """Fits propagate only what the observations read; the predictions equal full simulation."""
+    from pbpk.inference._data import encode_subject, fit_options, predict
+
+    spec = three_compartment_oral()
+    if observe_urine:
+        spec.observe("Ae", spec.symbol("urine"), "mg", error=Proportional(0.1))
+    model = spec.compile()
+    assert model.observed_states[model.state_index("urine")] == observe_urine
+    times = np.asarray(TIMES)
+    rows = [dict(ID=1, TIME=0.0, AMT=100.0, DV=np.nan, EVID=1, CMT="depot"),
+            dict(ID=1, TIME=30.0, AMT=60.0, RATE=30.0, DV=np.nan, EVID=1, CMT="central")]
+    names = ["Cp", "Ae"] if observe_urine else ["Cp"]
+    rows += [dict(ID=1, TIME=t, AMT=0.0, DV=1.0, EVID=0, CMT=names[i % len(names)]) for i, t in enumerate(times)]
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).fillna({"RATE": 0.0}).sort_values("TIME", kind="stable")
+    data = pbpk.read_nonmem(frame, model)
+    subj = encode_subject(model, data.subject(1))
+    theta = model.theta * 1.1
+    pred, ok = predict(model, fit_options(model, subj), theta, subj)
+    full = model.simulate(data.subject(1), None, params=theta)
+    ref = np.asarray([full[names[i % len(names)]][i] for i in range(times.size)])   # the obs rows, in order
+    assert bool(ok)
+    np.testing.assert_allclose(np.asarray(pred)[:times.size], ref, rtol=1e-12)

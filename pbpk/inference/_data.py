@@ -139,7 +139,7 @@ def fit_options(model, data: SubjectData | list, *, rtol=1e-8, atol=1e-10, solve
         squarings = _squarings(model, model.theta, items[0].covariates, np.asarray([0.0, span]), None,
                                doses, has_ss) + margin_squarings
     return _Options(method=method, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps),
-                    has_ss=has_ss, grid_mode=False, squarings=int(squarings))
+                    has_ss=has_ss, grid_mode=False, squarings=int(squarings), observed_only=True)
 
 
 def _slowest_time_constant(model) -> float:
