@@ -17,9 +17,9 @@ is similar to a symmetric matrix, so its roots are real), polished by Newton ste
 calls LAPACK, so the propagator vmaps inside NUTS without the batched-LAPACK stalls seen with XLA
 on CPU.  Nearly equal eigenvalues (ka ≈ k by chance) are spread to a gap of at least δ = 7.6e-6 of
 the largest rate instead of dividing by zero: the interpolation nodes then differ from the
-spectrum by up to δ, and the result by ~δ·(μτ)² relative, inside that window only (gradients there
-are those of the spread nodes).  Structurally equal ones (a chain of transit compartments with one rate) make
-the model ineligible, and the matrix exponential is used.
+spectrum by up to δ, and the result by ~δ·(μτ)² relative, inside that window only (gradients
+there are those of the spread nodes).  Structurally equal ones (a chain of transit compartments
+with one rate) make the model ineligible, and the matrix exponential is used.
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ The posterior sampled by both (identical, asserted below by evaluating both log 
 
 * pbpk: ``pbpk.fit`` (BlackJAX NUTS, Stan window adaptation, diagonal mass matrix, chains vmapped,
   concentrations by pbpk's exact closed-form (spectral) path, which the compiler chose from the
-  model's structure); chains start from pbpk's dispersed
-  Laplace inits.
+  model's structure); chains start from pbpk's dispersed Laplace inits.
 * NumPyro NUTS (MCMC's defaults: diagonal mass matrix, max tree depth 10, target acceptance 0.8), from the
   same kind of starting points (pbpk's ``dispersed_inits`` around the same mode), with C(t) either
   - "analytic": the closed-form biexponential of a zero-order infusion (checked against
