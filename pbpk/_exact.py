@@ -117,12 +117,12 @@ def _flow(model, opts, a):
     """(w (n, m), taus (T,)) -> Φ(τ) (T, n, n), Ψ(τ)·w (T, n, m), closed form or matrix exponential."""
     if opts.method == "spectral":
         return spectral_flow(model.spectral, a)
+    n = a.shape[0]
 
     def by_expm(w, taus):
         out = augmented_expm(a, w, taus, opts.squarings)
         return out[:, :n, :n], out[:, :n, n:]
 
-    n = a.shape[0]
     return by_expm
 
 
