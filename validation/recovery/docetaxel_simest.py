@@ -47,21 +47,25 @@ def main(quick: bool = False) -> None:
     ape_pop = 100 * np.abs(typical_auc / true_auc - 1)
     cov = {k: 100 * float(np.mean(v)) for k, v in covered.items()}
     mc = 100 * np.sqrt(0.9 * 0.1 / n)
+    # A second, independent cohort, reported beside (not instead of) the pre-registered one: with
+    # exact Bayesian calibration a 200-patient coverage still falls outside 86-94 % about 6 % of
+    # the time per parameter, and the SBC ranks tell chance from a miscalibrated posterior.
+    rep = None if quick else _replicate(model, n, warmup, draws, seed=18)
+
+    def coverage_note(k):
+        note = f"binomial MC error ±{mc:.1f} percentage points"
+        return note if rep is None else note + f"; replicate cohort (seed 18): {rep[k]['coverage_%']:.1f} %"
+
     checks = [
         Check.within(f"simest.coverage_{k}", f"90% credible interval covers the true {k} ({n} patients)", SOURCE,
-                     cov[k], "%", 86, 94, note=f"binomial MC error ±{mc:.1f} percentage points", fmt="{:.1f}")
+                     cov[k], "%", 86, 94, note=coverage_note(k), fmt="{:.1f}")
         for k in ("CL", "V1")]
-    if not quick:
-        # A second, independent cohort, reported beside (not instead of) the pre-registered one:
-        # with exact Bayesian calibration a 200-patient coverage still falls outside 86-94 % about
-        # 6 % of the time per parameter, and the SBC ranks tell chance from a miscalibrated posterior.
-        rep = _replicate(model, n, warmup, draws, seed=18)
-        for k in ("CL", "V1"):
-            checks.append(Check(f"simest.replicate_coverage_{k}", f"replicate cohort (seed 18, {n} patients): 90% "
-                                f"credible-interval coverage of {k}", "measured in this run", rep[k]["coverage_%"],
-                                "%", "informational", True,
-                                note=f"SBC rank mean {rep[k]['rank_mean']:.3f} (uniform 0.5), sd {rep[k]['rank_sd']:.3f} "
-                                     f"(uniform 0.289)"))
+    for k in () if rep is None else ("CL", "V1"):
+        checks.append(Check(f"simest.replicate_coverage_{k}", f"replicate cohort (seed 18, {n} patients): 90% "
+                            f"credible-interval coverage of {k}", "measured in this run", rep[k]["coverage_%"],
+                            "%", "informational", True,
+                            note=f"SBC rank mean {rep[k]['rank_mean']:.3f} (uniform 0.5), sd {rep[k]['rank_sd']:.3f} "
+                                 f"(uniform 0.289)"))
     checks.append(Check.at_least("simest.converged", "fits with all R-hat <= 1.01 and no divergences", SOURCE,
                                  100 * float(np.mean(healthy)), "%", 98, fmt="{:.1f}"))
     checks.append(Check.at_most("simest.auc_mdape", "cycle-2 AUC predicted from the cycle-1 posterior: median "
