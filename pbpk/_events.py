@@ -54,14 +54,18 @@ def breakpoints(model, theta, cov, dz, times):
     return {k: v[order] for k, v in bp.items()}
 
 
+def last_restart(before, restart):
+    """For each row of ``before`` (rows × K: which breakpoints count), the index of the last
+    counting breakpoint that restarts the state (reset or SS), or -1."""
+    idx = jnp.arange(restart.shape[0])
+    return jnp.max(jnp.where(before & restart[None, :], idx[None, :], -1), axis=1)
+
+
 def rates_after(bp, n):
     """Input-rate vector in effect after each (sorted) breakpoint; resets and SS doses restart it."""
-    k = bp["t"].shape[0]
-    idx = jnp.arange(k)
-    restart = bp["reset"] | bp["ss"]
+    idx = jnp.arange(bp["t"].shape[0])
     earlier = idx[None, :] <= idx[:, None]                                   # (K, K): b ≤ k
-    last = jnp.max(jnp.where(earlier & restart[None, :], idx[None, :], -1), axis=1)
-    since = earlier & (idx[None, :] >= last[:, None])
+    since = earlier & (idx[None, :] >= last_restart(earlier, bp["reset"] | bp["ss"])[:, None])
     return (since.astype(bp["drate"].dtype) @ (jax.nn.one_hot(bp["state"], n) * bp["drate"][:, None]))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._events import precedes, rates_after
+from ._events import last_restart, precedes, rates_after
 from ._expm import expm
 from ._spectral import coefficients, spectral_basis, spectral_flow
 
@@ -20,20 +20,12 @@ def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, g
     distinct output spacing.
     """
     a, b = model.linear_system(theta, cov)
-    flow = _flow(model, opts, a)
     if opts.method == "spectral":
-        return _superpose(model, opts, a, b, flow, bp, y0, times, out_rank)
+        return _superpose(model, opts, a, b, bp, y0, times, out_rank)
+    flow = _flow(model, opts, a)
     n, k, t = a.shape[0], bp["t"].shape[0], times.shape[0]
     interval = jnp.sum(~precedes(bp, times, out_rank), axis=1)     # first output after each breakpoint
-    u_after = rates_after(bp, n)
-    w_seg = b[None, :] + jnp.concatenate([jnp.zeros((1, n)), u_after])        # (K+1, n)
-    replace = bp["reset"] | bp["ss"]
-    target = jnp.broadcast_to(y0, (k, n))
-    if opts.has_ss:
-        target = jnp.where(bp["ss"][:, None], steady_states(a, b, bp, n, model.accumulators, flow), target)
-    e = jax.nn.one_hot(bp["state"], n) * bp["jump"][:, None]
-    x = jnp.where(replace[:, None], target + e, e)
-    v = jnp.where(replace[:, None], w_seg[1:], w_seg[1:] - w_seg[:-1])
+    replace, x, v, w_seg = _event_vectors(model, opts, a, b, flow, bp, y0)
     tau = times[jnp.clip(interval, 0, t - 1)] - bp["t"]
     tau = jnp.where(interval < t, tau, 0.0)
     phi_b, psi_v = jax.vmap(lambda tt, vv: flow(vv[:, None], tt[None]))(tau, v)
@@ -41,7 +33,7 @@ def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, g
     # A replacement discards earlier breakpoints of its interval.
     idx = jnp.arange(k)
     member = interval[:, None] == jnp.arange(t + 1)[None, :]                 # (K, T+1), dense: K is small
-    last_rep = jnp.max(jnp.where(member & replace[:, None], idx[:, None], -1), axis=0)
+    last_rep = last_restart(member.T, replace)
     kept = idx >= last_rep[interval]
     c = jnp.einsum("kt,ki->ti", (member & kept[:, None]).astype(contrib.dtype), contrib)[:t]
     restart = last_rep[:t] >= 0
@@ -75,7 +67,7 @@ def propagate_exact(model, opts, theta, cov, bp, y0, times, out_rank, grid_dt, g
     return ys
 
 
-def _superpose(model, opts, a, b, flow, bp, y0, times, out_rank):
+def _superpose(model, opts, a, b, bp, y0, times, out_rank):
     """Every output at once: y_j = Φ(t_j - t_s)·y0 + Ψ(t_j - t_s)·b + Σ_k [Φ(t_j - t_k)·x_k + Ψ(t_j - t_k)·v_k]
     over the breakpoints k before output j, from the last replacement (reset, SS) on if any.
 
@@ -84,39 +76,43 @@ def _superpose(model, opts, a, b, flow, bp, y0, times, out_rank):
     Like NONMEM's closed forms this superposes, so a state far below its peak (a stopped
     infusion decades later) carries an absolute round-off of ~1e-14 of that peak.
     """
-    n, k = a.shape[0], bp["t"].shape[0]
+    flow = spectral_flow(model.spectral, a) if opts.has_ss else None       # steady states only
+    replace, x, v, _ = _event_vectors(model, opts, a, b, flow, bp, y0)
     before = precedes(bp, times, out_rank).T                                   # (T, K)
-    replace = bp["reset"] | bp["ss"]
-    idx = jnp.arange(k)
-    last_rep = jnp.max(jnp.where(before & replace[None, :], idx[None, :], -1), axis=1)   # (T,)
-    active = before & (idx[None, :] >= last_rep[:, None])
-    w_after = b[None, :] + rates_after(bp, n)
-    w_before = jnp.concatenate([b[None, :], w_after[:-1]])
-    target = jnp.broadcast_to(y0, (k, n))
-    if opts.has_ss:
-        target = jnp.where(bp["ss"][:, None], steady_states(a, b, bp, n, model.accumulators, flow), target)
-    e = jax.nn.one_hot(bp["state"], n) * bp["jump"][:, None]
-    x = jnp.where(replace[:, None], target + e, e)
-    v = jnp.where(replace[:, None], w_after, w_after - w_before)
-    # Fitting: when the observations read no accumulator, those stay 0 and cost nothing.
-    acc = not (opts.observed_only and not any(model.observed_states[i] for i in model.spectral.accumulators))
+    last_rep = last_restart(before, replace)                                   # (T,)
+    active = before & (jnp.arange(replace.shape[0])[None, :] >= last_rep[:, None])
+    # Fitting: accumulators the observations do not read stay 0 and cost nothing.
+    acc = not opts.observed_only or any(model.observed_states[i] for i in model.spectral.accumulators)
     mu, basis = spectral_basis(model.spectral, a, accumulators=acc)
     # One pass each (fewer, larger XLA kernels): weights for every (output, breakpoint) pair and
     # every output since the start; the basis applied to x_k, y0 (Φ) and v_k, b (Ψ).
     tau = jnp.concatenate([jnp.where(active, times[:, None] - bp["t"][None, :], 0.0),
                            (times - jnp.minimum(times[0], 0.0))[:, None]], axis=1)          # (T, K+1)
     c_phi, c_psi = coefficients(mu, tau, accumulators=acc)                                  # (T, K+1, B)
-    start = (last_rep < 0)[:, None]
-    on = jnp.concatenate([active, start], axis=1)[..., None, None]
+    on = jnp.concatenate([active, (last_rep < 0)[:, None]], axis=1)[..., None, None]
     bx = jnp.sum(basis * jnp.concatenate([x, y0[None]])[:, None, None, :], axis=-1)        # (K+1, B, n)
     bv = jnp.sum(basis * jnp.concatenate([v, b[None]])[:, None, None, :], axis=-1)
     return jnp.sum(jnp.where(on, c_phi[..., None] * bx + c_psi[..., None] * bv, 0.0), axis=(1, 2))
 
 
+def _event_vectors(model, opts, a, b, flow, bp, y0):
+    """Per breakpoint: whether it replaces the state, the state jump x and the input change v
+    (a replacement restarts from its target with the full input), and the inputs w (K+1, n)
+    in force before the first and after each breakpoint."""
+    n, k = a.shape[0], bp["t"].shape[0]
+    w = b[None, :] + jnp.concatenate([jnp.zeros((1, n)), rates_after(bp, n)])
+    replace = bp["reset"] | bp["ss"]
+    target = jnp.broadcast_to(y0, (k, n))
+    if opts.has_ss:
+        target = jnp.where(bp["ss"][:, None], steady_states(a, b, bp, n, model.accumulators, flow), target)
+    e = jax.nn.one_hot(bp["state"], n) * bp["jump"][:, None]
+    x = jnp.where(replace[:, None], target + e, e)
+    v = jnp.where(replace[:, None], w[1:], w[1:] - w[:-1])
+    return replace, x, v, w
+
+
 def _flow(model, opts, a):
-    """(w (n, m), taus (T,)) -> Φ(τ) (T, n, n), Ψ(τ)·w (T, n, m), closed form or matrix exponential."""
-    if opts.method == "spectral":
-        return spectral_flow(model.spectral, a)
+    """(w (n, m), taus (T,)) -> Φ(τ) (T, n, n), Ψ(τ)·w (T, n, m) by the matrix exponential."""
     n = a.shape[0]
 
     def by_expm(w, taus):

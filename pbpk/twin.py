@@ -289,9 +289,9 @@ class Twin:
 
 def run_nuts_warm(spec, data, key, post, warmup, draws, progress, subject_id):
     """NUTS started from the previous chains' last draws, step sizes and mass matrices."""
-    from .inference.nuts import run_nuts
-
     from jax.flatten_util import ravel_pytree
+
+    from .inference.nuts import run_nuts
 
     run = post.nuts
     last = jax.tree.map(lambda x: x[:, -1], post.positions)
