@@ -350,10 +350,13 @@ def _check_positivity(model, expand, sub, rhs, y_syms):
         if v.is_number and not bool(v > 0):
             raise ModelError(f"compartment {c.name!r}: volume `{model._show(c.volume)}` evaluates to {float(v):g} at "
                              "typical values; expected a positive volume.")
-    ones = {y: 1 for y in y_syms}
+    # States at 1 and at 1e-9: a capacity-limited rate (e.g. binding to R0 − bound) may turn
+    # negative at large amounts, but a wrong sign is negative at both.
+    scales = ({y: 1 for y in y_syms}, {y: sp.Float(1e-9) for y in y_syms})
     for f in model.flows:
-        r = sub(expand(f.rate)).xreplace(vals).xreplace(ones).xreplace({model.t: 0})
-        if r.is_number and r.is_real and bool(r < 0):
+        rates = [sub(expand(f.rate)).xreplace(vals).xreplace(s).xreplace({model.t: 0}) for s in scales]
+        if all(r.is_number and r.is_real and bool(r < 0) for r in rates):
+            r = rates[0]
             raise ModelError(f"{f.label}: rate `{model._show(f.rate)}` is negative ({float(r):g}) at typical values; "
                              "a flow must be non-negative (reverse the direction instead).")
 

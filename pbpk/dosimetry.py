@@ -29,13 +29,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import DosimetryError
+from .errors import DosimetryError, did_you_mean
 from .spec.units import convert_factor, parse_unit
 
-__all__ = ["Radionuclide", "LU177", "add_time_integrated_activity", "absorbed_dose", "bed_monoexponential",
-           "surviving_fraction", "tumour_control_probability", "KIDNEY_ALPHA_BETA", "KIDNEY_REPAIR_HALF_LIFE"]
+__all__ = ["Radionuclide", "LU177", "add_time_integrated_activity", "add_absorbed_dose", "absorbed_dose",
+           "bed_monoexponential", "surviving_fraction", "tumour_control_probability", "administration",
+           "OrganLimit", "check_limits", "cycle_table", "KIDNEY_ALPHA_BETA", "KIDNEY_REPAIR_HALF_LIFE"]
 
 MEV_IN_J = 1.602176634e-13          # exact (SI 2019: e = 1.602176634e-19 C)
+AVOGADRO = 6.02214076e23            # 1/mol, exact (SI 2019)
 
 # Kidney LQ parameters used with the Bodei 2008 BED limits (28 / 40 Gy): α/β 2.6 Gy, repair
 # half-time 2.8 h (reference_models.md §1.7, tagged [U] there: the values as commonly quoted).
@@ -71,6 +73,11 @@ class Radionuclide:
         """λ = ln 2 / T½, 1/h."""
         return math.log(2.0) / self.half_life
 
+    @property
+    def molar_activity(self) -> float:
+        """Activity of one nmol of the pure (carrier-free) nuclide, λ·N_A, in MBq/nmol."""
+        return self.decay_constant / 3600.0 * AVOGADRO * 1e-9 / 1e6
+
 
 LU177 = Radionuclide(
     "Lu-177", half_life=6.647 * 24.0, electron_energy=0.1479,
@@ -95,6 +102,46 @@ def add_time_integrated_activity(model, name: str, activity, *, unit: str = "MBq
                         description=f"time-integrated activity of {name}")
     model.ode(state, activity, label=f"activity of {name} (integrated into TIA_{name})")
     return state
+
+
+def add_absorbed_dose(model, name: str, activity, mass, *, nuclide: Radionuclide = LU177, activity_unit: str = "MBq",
+                      mass_unit: str = "g", alpha_beta=None, repair_half_life=None):
+    """Declare the self-dose absorbed dose ``D_<name>`` (Gy) of a source organ, integrated with the
+    model: dD/dt = R(t) = A(t)·Δ/m.  ``activity`` is an expression in ``activity_unit``; ``mass``
+    a number (in ``mass_unit``) or an expression of the model with a mass unit.
+
+    With ``alpha_beta`` (Gy) and ``repair_half_life`` (h), the linear-quadratic BED of the actual
+    dose-rate history is integrated too, for any time course (not only mono-exponential):
+
+        BED = D + (2/(α/β))·∫R(t)·Y(t) dt,   Y(t) = ∫₀ᵗ R(s)·e^{−μ(t−s)} ds,   μ = ln2/T_rep,
+
+    as two more states, ``Y_<name>`` (Gy, dY/dt = R − μY) and ``Q_<name>`` (Gy², dQ/dt = R·Y), and
+    an output ``BED_<name>`` (Gy).  Cycles weeks apart add their BEDs, as in the Dale formula.
+    Returns the symbol of ``D_<name>``.
+    """
+    what = f"add_absorbed_dose({name!r})"
+    if (alpha_beta is None) != (repair_half_life is None):
+        raise DosimetryError(f"{what}: give both alpha_beta and repair_half_life for the BED, or neither.")
+    if isinstance(mass, (int, float)):
+        _check_positive("mass", mass)
+        mass = model.quantity(float(mass), mass_unit)
+    # Δ per decay, as J per (activity_unit × s): the unit system converts to Gy per model time.
+    bq = convert_factor(parse_unit(activity_unit), parse_unit("Bq"), what=f"{what} activity_unit")
+    per_decay = model.quantity(nuclide.electron_energy * MEV_IN_J * bq, f"J/({activity_unit}*s)")
+    rate = activity * per_decay / mass
+    dose = model.state(f"D_{name}", initial=0.0, unit="Gy", description=f"absorbed dose to {name} ({nuclide.name})")
+    model.ode(dose, rate, label=f"absorbed-dose rate of {name}")
+    if alpha_beta is not None:
+        _check_positive("alpha_beta", alpha_beta)
+        _check_positive("repair_half_life", repair_half_life)
+        mu = model.quantity(math.log(2.0) / float(repair_half_life), "1/h")
+        y = model.state(f"Y_{name}", initial=0.0, unit="Gy", description=f"repair-weighted dose of {name} (LQ)")
+        q = model.state(f"Q_{name}", initial=0.0, unit="Gy**2", description=f"LQ dose-rate product of {name}")
+        model.ode(y, rate, label=f"absorbed-dose rate of {name} (repair kernel)")
+        model.ode(y, -mu * y, label=f"repair of {name}")
+        model.ode(q, rate * y, label=f"LQ product of {name}")
+        model.observe(f"BED_{name}", dose + 2 * q / model.quantity(float(alpha_beta), "Gy"), "Gy")
+    return dose
 
 
 # =========================================================================== absorbed dose
@@ -163,6 +210,106 @@ def _effective_bed(bed, alpha, treatment_time, kickoff_time, doubling_time):
         return bed
     _check_positive("doubling_time", doubling_time)
     return bed - math.log(2.0) * jnp.maximum(jnp.asarray(treatment_time) - kickoff_time, 0.0) / (alpha * doubling_time)
+
+
+# =========================================================================== administration
+def administration(activity, *, specific_activity, nuclide: Radionuclide = LU177, hot: str = "vein_hot",
+                   cold: str = "vein_cold", time=0.0, activity_unit: str = "GBq"):
+    """The two boluses (in nmol) of one radioligand administration: ``activity`` at
+    ``specific_activity`` (MBq/nmol of total ligand) is ``activity/molar_activity`` nmol of hot
+    ligand into ``hot`` and the rest of the ligand, ``activity/specific_activity − hot``, into
+    ``cold``.  The carrier-free molar activity λ·N_A bounds the specific activity."""
+    from .dosing import Bolus
+
+    mbq = float(activity) * convert_factor(parse_unit(activity_unit, what="activity_unit"), parse_unit("MBq"),
+                                           what="activity_unit")
+    _check_nonnegative("activity", mbq)
+    _check_positive("specific_activity", specific_activity)
+    if specific_activity > nuclide.molar_activity * (1 + 1e-12):
+        raise DosimetryError(f"administration: specific_activity {specific_activity} MBq/nmol exceeds the carrier-free "
+                             f"molar activity of {nuclide.name} ({nuclide.molar_activity:.1f} MBq/nmol).")
+    hot_nmol = mbq / nuclide.molar_activity
+    cold_nmol = max(mbq / float(specific_activity) - hot_nmol, 0.0)
+    return [Bolus(hot_nmol, hot, time, unit="nmol"), Bolus(cold_nmol, cold, time, unit="nmol")]
+
+
+@dataclass(frozen=True)
+class OrganLimit:
+    """A tolerance limit as data: ``quantity`` ("absorbed_dose" or "bed", cumulative over the
+    treatment) of ``organ`` must stay ≤ ``limit`` (Gy); ``condition`` says to whom it applies."""
+
+    organ: str
+    quantity: str
+    limit: float
+    source: str
+    condition: str = ""
+
+    def __post_init__(self):
+        if self.quantity not in ("absorbed_dose", "bed"):
+            raise DosimetryError(f"OrganLimit({self.organ!r}): quantity {self.quantity!r} must be 'absorbed_dose' or 'bed'.")
+        _check_positive("limit", self.limit)
+
+    @property
+    def column(self) -> str:
+        return ("D_" if self.quantity == "absorbed_dose" else "BED_") + self.organ
+
+
+def cycle_table(solution, organs, starts, activities=None, *, end=None):
+    """Per-cycle and cumulative dosimetry as a pandas DataFrame.
+
+    ``solution`` must contain ``D_<organ>`` (and ``BED_<organ>`` where declared) evaluated at the
+    cycle start times ``starts`` and at ``end`` (the last time of the solution by default); a
+    cycle's dose is the difference of the accumulators between consecutive starts.  With
+    ``activities`` (GBq per cycle) the table gives Gy/GBq too.
+    """
+    import pandas as pd
+
+    times = np.asarray(solution.times)
+    bounds = list(np.asarray(starts, dtype=float)) + [float(times[-1] if end is None else end)]
+    index = []
+    for b in bounds:
+        hit = np.flatnonzero(np.isclose(times, b, rtol=0, atol=1e-9 * max(1.0, abs(b))))
+        if hit.size == 0:
+            raise DosimetryError(f"cycle_table: the solution has no output at t = {b:g}; include the cycle starts "
+                                 "and the end time in the simulation times.")
+        index.append(int(hit[0]))
+    rows = []
+    for organ in organs:
+        cols = {"dose": f"D_{organ}", "bed": f"BED_{organ}"}
+        have = {k: c for k, c in cols.items() if c in solution.state_names + solution.observation_names}
+        if "dose" not in have:
+            raise DosimetryError(f"cycle_table: no absorbed dose D_{organ} in the solution."
+                                 + did_you_mean(f"D_{organ}", solution.state_names))
+        series = {k: np.asarray(solution[c])[..., index] for k, c in have.items()}
+        for c in range(len(bounds) - 1):
+            row = {"cycle": c + 1, "organ": organ, "start": bounds[c]}
+            for k, v in series.items():
+                row[f"{k}_Gy"] = float(v[c + 1] - v[c])
+                row[f"cumulative_{k}_Gy"] = float(v[c + 1] - v[0])
+            if activities is not None:
+                row["activity_GBq"] = float(np.asarray(activities)[c])
+                row["Gy_per_GBq"] = row["dose_Gy"] / row["activity_GBq"] if row["activity_GBq"] > 0 else float("nan")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def check_limits(table, limits):
+    """The end-of-treatment cumulative value of each limit's quantity against the limit: a
+    DataFrame with organ, quantity, value, limit, fraction of the limit and ``passed``."""
+    import pandas as pd
+
+    rows = []
+    for lim in limits:
+        key = "cumulative_dose_Gy" if lim.quantity == "absorbed_dose" else "cumulative_bed_Gy"
+        sel = table[table["organ"] == lim.organ]
+        if sel.empty or key not in sel:
+            raise DosimetryError(f"check_limits: the table has no {key} for organ {lim.organ!r}."
+                                 + did_you_mean(lim.organ, table["organ"].unique()))
+        value = float(sel[key].iloc[-1])
+        rows.append({"organ": lim.organ, "quantity": lim.quantity, "value_Gy": value, "limit_Gy": lim.limit,
+                     "fraction": value / lim.limit, "passed": value <= lim.limit, "condition": lim.condition,
+                     "source": lim.source})
+    return pd.DataFrame(rows)
 
 
 # =========================================================================== input checks
