@@ -82,7 +82,7 @@ _RECEPTOR_DENSITY = {  # nmol/L of organ; normal organs from PyCNO's prostate-re
 }
 # Calibrated typical values (validation/published/psma_dosimetry.py fits them to the published
 # targets named in the source; the PyCNO defaults are in the docstring).
-_CALIBRATED = {"Rden_kidney": 14.0, "Rden_salivary": 38.0, "Rden_lacrimal": 38.0}
+_CALIBRATED = {"PHI": 0.1575, "Rden_kidney": 12.72, "Rden_salivary": 25.63, "Rden_lacrimal": 93.53}
 DOSE_ORGANS = ("kidney", "salivary", "lacrimal", "red_marrow", "liver", "spleen")
 ORGAN_MASS_G = {"kidney": 311.0, "salivary": 21.0, "lacrimal": 1.4, "liver": 1910.0, "spleen": 183.0}
 TUMOUR_ALPHA_BETA, TUMOUR_REPAIR_HALF_LIFE = 1.5, 1.5     # Gy, h (prostate cancer, [U])
@@ -106,13 +106,15 @@ def label_regimen(activity: float = 7.4, *, cycles: int = 6, interval_weeks: flo
     return cycle_regimen([activity] * cycles, interval_weeks=interval_weeks, specific_activity=specific_activity)
 
 
-def cycle_regimen(activities, *, interval_weeks: float = 6.0, specific_activity: float = SPECIFIC_ACTIVITY):
-    """One administration per cycle with the given activities (GBq), ``interval_weeks`` apart."""
+def cycle_regimen(activities, *, interval_weeks: float = 6.0, specific_activity: float = SPECIFIC_ACTIVITY,
+                  start: float = 0.0):
+    """One administration per cycle with the given activities (GBq), ``interval_weeks`` apart,
+    the first at ``start`` (h)."""
     from pbpk.dosing import Regimen
 
     doses = []
     for i, a in enumerate(activities):
-        doses += administration(a, specific_activity=specific_activity, time=i * interval_weeks * 7 * 24.0)
+        doses += administration(a, specific_activity=specific_activity, time=start + i * interval_weeks * 7 * 24.0)
     return Regimen.of(*doses)
 
 
@@ -157,7 +159,8 @@ def psma_pbpk(lesions: Mapping[str, tuple[float, float]] | None = None, *, dosim
     | LAMBDA_INT | 0.001 | 1/min | PyCNO (all organs) |
     | LAMBDA_REL_tumour / kidney / salivary / normal | 1.5e-4 / 2.9e-4 / 4.2e-4 / 2.9e-4 | 1/min | PyCNO (lacrimal = salivary, assumption) |
     | HCT | 0.4 | – | PyCNO |
-    | PHI, F_EXC | 0.66, 0.96 | – | PyCNO / Amsterdam |
+    | PHI | calibrated (PyCNO 0.66) | – | 24-h urinary excretion 56.5 % (Kabasakal, PMC5472088) |
+    | F_EXC | 0.96 | – | PyCNO / Amsterdam |
     | V_kidney | 0.311 | L | PyCNO |
     | Rden_kidney | calibrated (PyCNO 14) | nmol/L | VISION kidney 0.43 Gy/GBq |
     | Rden_salivary | calibrated (PyCNO 38) | nmol/L | VISION salivary 0.63 Gy/GBq |
@@ -226,7 +229,8 @@ class _Builder:
             "normal": m.parameter("LAMBDA_REL_normal", 2.9e-4, "1/min", source=_PYCNO, description="release, liver/spleen/GI"),
         }
         self.hct = m.parameter("HCT", 0.4, "", source=_PYCNO, description="haematocrit", bounds=(0.0, 1.0))
-        self.phi = m.parameter("PHI", 0.66, "", source=_PYCNO, bounds=(0.0, 1.0), description="filtered fraction")
+        self.phi = m.parameter("PHI", _CALIBRATED["PHI"], "", source=_KABASAKAL + " (PyCNO 0.66)", bounds=(0.0, 1.0),
+                               description="filtered fraction of the ligand (φ·GFR is the filtration clearance)")
         self.fexc = m.parameter("F_EXC", 0.96, "", source=_PYCNO, bounds=(0.0, 1.0),
                                 description="fraction of the filtrate excreted (rest reabsorbed)")
         self.v_kidney = m.parameter("V_kidney", 0.311, "L", source=_PYCNO, iiv=0.2, description="kidney volume")

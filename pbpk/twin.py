@@ -95,9 +95,11 @@ def _interval(v, ci) -> dict:
 
 
 class Twin:
-    """A patient's calibrated model: ``Twin(model, posterior)``."""
+    """A patient's calibrated model: ``Twin(model, posterior)``.  ``simulate_options`` (e.g.
+    ``dict(rtol=1e-6, solver="Kvaerno3")``) are used by every forecast — for large nonlinear
+    models, the tolerances a decision needs rather than the reference defaults."""
 
-    def __init__(self, model, posterior: Posterior, *, max_draws: int = 1000):
+    def __init__(self, model, posterior: Posterior, *, max_draws: int = 1000, simulate_options=None):
         if not isinstance(posterior, Posterior):
             raise ModelError(f"Twin needs a Posterior from pbpk.fit, got {type(posterior).__name__}.")
         if posterior.subject is None:
@@ -111,6 +113,7 @@ class Twin:
         self._stride = max(1, theta.shape[0] // max_draws)
         self._theta = jnp.asarray(theta[:: self._stride][:max_draws])
         self._covariates = posterior.data.covariates
+        self._simulate_options = dict(simulate_options or {})
 
     def __repr__(self) -> str:
         s = self.posterior.subject
@@ -134,7 +137,8 @@ class Twin:
             raise ModelError("forecast: times=... are required (model time unit).")
         full = self._regimen(regimen, include_history)
         times = jnp.asarray(times, dtype=jnp.float64)
-        sol = self.model.simulate(full, times, params=self._theta, covariates=self._cov_batch())
+        sol = self.model.simulate(full, times, params=self._theta, covariates=self._cov_batch(),
+                                  **self._simulate_options)
         names = list(outputs or self.model.observation_names)
         draws = {}
         for name in names:
@@ -215,11 +219,11 @@ class Twin:
                 result = make_posterior(self.model, "importance", spec, data, subject, res.positions, stats,
                                         run=post.nuts, mode=post.mode, seconds=time.perf_counter() - t0,
                                         importance=res)
-                return Twin(self.model, result, max_draws=self._theta.shape[0])
+                return Twin(self.model, result, max_draws=self._theta.shape[0], simulate_options=self._simulate_options)
         new = run_nuts_warm(spec, data, k_nuts, post, warmup, draws or post.n_draws, progress, subject.id)
         result = make_posterior(self.model, "nuts", spec, data, subject, new.positions, new.stats, run=new,
                                 mode=post.mode, seconds=time.perf_counter() - t0)
-        return Twin(self.model, result, max_draws=self._theta.shape[0])
+        return Twin(self.model, result, max_draws=self._theta.shape[0], simulate_options=self._simulate_options)
 
     def _refit_mode(self, subject, data, key, draws, t0):
         from .inference.fit import make_posterior, mode_positions
@@ -232,7 +236,7 @@ class Twin:
         positions = mode_positions(post.method, position, cov, key, draws or post.n_draws, subject.id)
         result = make_posterior(self.model, post.method, spec, data, subject, positions, {}, mode=mode,
                                 seconds=time.perf_counter() - t0)
-        return Twin(self.model, result, max_draws=self._theta.shape[0])
+        return Twin(self.model, result, max_draws=self._theta.shape[0], simulate_options=self._simulate_options)
 
     # ------------------------------------------------------------------ internals
     def _regimen(self, regimen, include_history):

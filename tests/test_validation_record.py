@@ -116,3 +116,19 @@ def test_discover_finds_the_benchmark():
     names = discover(["performance"])
     assert "validation.performance.bench_pbpk" in names
     assert discover(["no_such_area"]) == []
+
+
+def test_parts_of_an_area_are_written_independently(tmp_path):
+    from validation._record import Check, write_results
+
+    a = [Check.at_most("psma.kidney", "kidney", "VISION", 0.4, "Gy/GBq", 0.6)]
+    b = [Check.at_most("psma.recovery.mdape", "MdAPE", "issue", 5.0, "%", 10.0)]
+    write_results("psma", a, {"table": [{"x": 1}]}, results_dir=tmp_path, part="published")
+    write_results("psma", b, {"n": 100}, results_dir=tmp_path, part="recovery")
+    a2 = [Check.at_most("psma.kidney", "kidney", "VISION", 0.7, "Gy/GBq", 0.6)]
+    doc = json.loads(write_results("psma", a2, {"table": []}, results_dir=tmp_path, part="published").read_text())
+    assert [c["id"] for c in doc["checks"]] == ["psma.recovery.mdape", "psma.kidney"]
+    assert doc["checks"][1]["passed"] is False and doc["recovery"] == {"n": 100} and doc["published"] == {"table": []}
+    assert doc["parts"] == {"recovery": ["psma.recovery.mdape"], "published": ["psma.kidney"]}
+    with pytest.raises(ValueError, match="another part"):
+        write_results("psma", a, results_dir=tmp_path, part="other")

@@ -169,12 +169,18 @@ def machine_description() -> str:
 
 
 # ---------------------------------------------------------------------------- write / read
-def write_results(area: str, checks, extra: dict | None = None, *, results_dir: str | Path | None = None) -> Path:
+def write_results(area: str, checks, extra: dict | None = None, *, results_dir: str | Path | None = None,
+                  part: str | None = None) -> Path:
     """Write ``<results_dir>/<area>.json`` (default ``validation/results/``) and return its path.
 
     ``checks``: an iterable of :class:`Check` (or dicts with the check keys).  ``extra``: optional
     area-specific keys added at the top level (they may not replace the schema keys).  The file is
     written atomically (temporary file, then rename).
+
+    ``part``: when several scripts share one area (e.g. ``psma``: published dosimetry and
+    calibration recovery), each writes its part: its checks replace those it wrote before, the
+    other parts' checks stay, ``extra`` goes under the key ``part``, and ``"parts"`` records
+    which check ids belong to which part.
     """
     if not isinstance(area, str) or not area or any(c in area for c in "/\\") or area.startswith("_"):
         raise ValueError(f"write_results: area must be a plain name like 'performance', got {area!r}.")
@@ -201,14 +207,32 @@ def write_results(area: str, checks, extra: dict | None = None, *, results_dir: 
            "machine": machine_description(), "checks": rows}
     if dirty:
         doc["dirty"] = True
-    doc.update({k: _jsonable(v) for k, v in extra.items()})
+    if part is None:
+        doc.update({k: _jsonable(v) for k, v in extra.items()})
     out_dir = Path(results_dir) if results_dir is not None else RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{area}.json"
+    if part is not None:
+        _merge_part(doc, path, part, extra)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def _merge_part(doc, path, part, extra):
+    old = json.loads(path.read_text()) if path.exists() else {}
+    parts = {k: v for k, v in old.get("parts", {}).items() if k != part}
+    kept_ids = {i for ids in parts.values() for i in ids}
+    mine = [r["id"] for r in doc["checks"]]
+    if kept_ids & set(mine):
+        raise ValueError(f"write_results(part={part!r}): check ids {sorted(kept_ids & set(mine))} belong to another part.")
+    doc["checks"] = [r for r in old.get("checks", []) if r["id"] in kept_ids] + doc["checks"]
+    for k in parts:
+        if k in old:
+            doc[k] = old[k]
+    doc[part] = _jsonable(extra)
+    doc["parts"] = {**parts, part: mine}
 
 
 def read_results(results_dir: str | Path | None = None) -> dict[str, dict]:

@@ -203,10 +203,12 @@ def render_report(results_dir: str | Path = RESULTS_DIR, figures_dir: str | Path
         notes = [c for c in checks if c.get("passed") and c.get("note")]
         if notes:
             lines += ["Notes:", ""] + [f"- `{c.get('id')}`: {c['note']}" for c in notes] + [""]
-        table = d.get("table")
-        if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
-            header = list(dict.fromkeys(k for r in table for k in r))
-            lines += ["Measurements:", ""] + _table(header, [[r.get(k) for k in header] for r in table]) + [""]
+        tables = [("Measurements", d.get("table"))] + [(f"Measurements ({p})", (d.get(p) or {}).get("table"))
+                                                        for p in d.get("parts", {})]
+        for title, table in tables:
+            if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
+                header = list(dict.fromkeys(k for r in table for k in r))
+                lines += [f"{title}:", ""] + _table(header, [[r.get(k) for k in header] for r in table]) + [""]
         figs = _figures_for(area, d, figures, report_dir)
         if figs:
             lines += ["Figures:", ""] + [f"- [{name}]({link})" for name, link in figs] + [""]
