@@ -22,7 +22,7 @@ from pbpk.spec import Model
 from . import register
 
 __all__ = ["psma_pbpk", "label_regimen", "cycle_regimen", "PSMA_LIMITS", "SPECIFIC_ACTIVITY", "LESIONS",
-           "DOSE_ORGANS", "ORGAN_MASS_G"]
+           "DOSE_ORGANS"]
 
 CITATION = ("Kletting P et al. PLoS One 2016;11:e0162303; Begum NJ et al. J Nucl Med 2018;59:929; "
             "Fele-Paranj A et al. EJNMMI Radiopharm Chem 2024;9:6 (PyCNO SBML, github.com/qurit/PyCNO)")
@@ -84,7 +84,6 @@ _RECEPTOR_DENSITY = {  # nmol/L of organ; normal organs from PyCNO's prostate-re
 # targets named in the source; the PyCNO defaults are in the docstring).
 _CALIBRATED = {"PHI": 0.1575, "Rden_kidney": 12.72, "Rden_salivary": 25.63, "Rden_lacrimal": 93.53}
 DOSE_ORGANS = ("kidney", "salivary", "lacrimal", "red_marrow", "liver", "spleen")
-ORGAN_MASS_G = {"kidney": 311.0, "salivary": 21.0, "lacrimal": 1.4, "liver": 1910.0, "spleen": 183.0}
 TUMOUR_ALPHA_BETA, TUMOUR_REPAIR_HALF_LIFE = 1.5, 1.5     # Gy, h (prostate cancer, [U])
 
 PSMA_LIMITS = (
@@ -257,6 +256,7 @@ class _Builder:
             for s in ("hot", "cold"):
                 self.cmt[pool, "", s] = m.compartment(f"{pool}_{s}", volume=volume, description=f"{text} ({s})")
         volumes, flows = self._organ_geometry()
+        self.volumes = volumes
         for organ in (*_ORGANS, *self.lesions, "rest"):
             self._tissue(organ, *volumes[organ])
         self._kidney()
@@ -388,13 +388,9 @@ class _Builder:
         vein = self.cmt["vein", "", "hot"]
         m.observe("C_blood", mbq * vein.conc * (1 - self.hct), "kBq/mL", error=Combined(0.01, 0.1))
         if self.dosimetry:
-            for organ in DOSE_ORGANS:
-                activity = mbq * self._organ_hot(organ)
-                mass = (self.v_kidney * m.quantity(1.0, "kg/L") if organ == "kidney" else
-                        m.quantity(1.549296 if organ == "red_marrow" else ORGAN_MASS_G[organ] / 1e3, "kg")
-                        * (self.bw / m.quantity(100.0, "kg") if organ == "red_marrow" else 1))
-                bed = dict(alpha_beta=KIDNEY_ALPHA_BETA, repair_half_life=KIDNEY_REPAIR_HALF_LIFE) if organ == "kidney" else {}
-                add_absorbed_dose(m, organ, activity, mass, **bed)
-            for name, tv in self.tv.items():
-                add_absorbed_dose(m, name, mbq * self._organ_hot(name), tv * m.quantity(1.0, "kg/L"),
-                                  alpha_beta=TUMOUR_ALPHA_BETA, repair_half_life=TUMOUR_REPAIR_HALF_LIFE)
+            kidney_lq = dict(alpha_beta=KIDNEY_ALPHA_BETA, repair_half_life=KIDNEY_REPAIR_HALF_LIFE)
+            tumour_lq = dict(alpha_beta=TUMOUR_ALPHA_BETA, repair_half_life=TUMOUR_REPAIR_HALF_LIFE)
+            for organ in (*DOSE_ORGANS, *self.lesions):
+                lq = kidney_lq if organ == "kidney" else tumour_lq if organ in self.lesions else {}
+                mass = self.volumes[organ][0] * m.quantity(1.0, "kg/L")     # tissue density 1 kg/L
+                add_absorbed_dose(m, organ, mbq * self._organ_hot(organ), mass, **lq)

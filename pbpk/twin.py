@@ -115,6 +115,9 @@ class Twin:
         self._covariates = posterior.data.covariates
         self._simulate_options = dict(simulate_options or {})
 
+    def _with(self, posterior) -> "Twin":
+        return Twin(self.model, posterior, max_draws=self._theta.shape[0], simulate_options=self._simulate_options)
+
     def __repr__(self) -> str:
         s = self.posterior.subject
         return (f"Twin(model={self.model.name!r}, subject={s.id}, {len(s.obs)} observations, "
@@ -219,11 +222,11 @@ class Twin:
                 result = make_posterior(self.model, "importance", spec, data, subject, res.positions, stats,
                                         run=post.nuts, mode=post.mode, seconds=time.perf_counter() - t0,
                                         importance=res)
-                return Twin(self.model, result, max_draws=self._theta.shape[0], simulate_options=self._simulate_options)
+                return self._with(result)
         new = run_nuts_warm(spec, data, k_nuts, post, warmup, draws or post.n_draws, progress, subject.id)
         result = make_posterior(self.model, "nuts", spec, data, subject, new.positions, new.stats, run=new,
                                 mode=post.mode, seconds=time.perf_counter() - t0)
-        return Twin(self.model, result, max_draws=self._theta.shape[0], simulate_options=self._simulate_options)
+        return self._with(result)
 
     def _refit_mode(self, subject, data, key, draws, t0):
         from .inference.fit import make_posterior, mode_positions
@@ -236,7 +239,7 @@ class Twin:
         positions = mode_positions(post.method, position, cov, key, draws or post.n_draws, subject.id)
         result = make_posterior(self.model, post.method, spec, data, subject, positions, {}, mode=mode,
                                 seconds=time.perf_counter() - t0)
-        return Twin(self.model, result, max_draws=self._theta.shape[0], simulate_options=self._simulate_options)
+        return self._with(result)
 
     # ------------------------------------------------------------------ internals
     def _regimen(self, regimen, include_history):

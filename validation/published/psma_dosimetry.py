@@ -501,11 +501,7 @@ def _figures(figdir, scans, cyc):
     a2.set_ylabel("tumour absorbed dose (Gy/GBq)")
     a2.set_title("tumour")
     fig.suptitle("177Lu-PSMA-617, 7.4 GBq (90 nmol): tumour-sink effect (cf. Begum 2018)")
-    fig.tight_layout()
-    p = figdir / "psma_tumour_sink.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(plt, fig, figdir / "psma_tumour_sink.png"))
 
     lig = scans["ligand_amount"]
     n = np.asarray(lig["ligand_nmol"])
@@ -524,11 +520,7 @@ def _figures(figdir, scans, cyc):
     a2.set_ylabel("tumour-to-kidney dose ratio")
     a2.axvline(scans["reference_ligand_nmol"], color="0.6", ls=":", lw=1)
     fig.suptitle("177Lu-PSMA-617: ligand amount (specific activity) effect (cf. Kletting 2016)")
-    fig.tight_layout()
-    p = figdir / "psma_ligand_amount.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(plt, fig, figdir / "psma_ligand_amount.png"))
 
     cur, bi = cyc["curves"], cyc["blood_fit"]
     t = cur["times"]
@@ -553,11 +545,7 @@ def _figures(figdir, scans, cyc):
     a2.set_ylabel("cumulative urine (% injected, decay-corrected)")
     a2.set_title("urinary excretion")
     a2.legend(fontsize=8)
-    fig.tight_layout()
-    p = figdir / "psma_blood_urine.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(plt, fig, figdir / "psma_blood_urine.png"))
 
     c = cyc["curves"]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -573,12 +561,15 @@ def _figures(figdir, scans, cyc):
     ax.set_ylabel("cumulative (Gy)")
     ax.set_title("6 × 7.4 GBq q6w")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    p = figdir / "psma_cycles.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(plt, fig, figdir / "psma_cycles.png"))
     return [str(p.relative_to(figdir.parent)) for p in paths]
+
+
+def _save(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":
