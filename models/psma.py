@@ -257,8 +257,11 @@ class _Builder:
                 self.cmt[pool, "", s] = m.compartment(f"{pool}_{s}", volume=volume, description=f"{text} ({s})")
         volumes, flows = self._organ_geometry()
         self.volumes = volumes
-        for organ in (*_ORGANS, *self.lesions, "rest"):
-            self._tissue(organ, *volumes[organ])
+        for organ, o in _ORGANS.items():
+            self._tissue(organ, *volumes[organ], k_ps=o.k_ps, release=self.krel.get(o.receptor))
+        for organ in self.lesions:
+            self._tissue(organ, *volumes[organ], k_ps=0.6, release=self.krel["tumour"])
+        self._tissue("rest", *volumes["rest"], k_ps=_Organ.k_ps, release=None)
         self._kidney()
         self._circulation(flows)
         self._decay()
@@ -297,11 +300,11 @@ class _Builder:
             - flows["salivary"] - flows["lacrimal"]
         return volumes, flows
 
-    def _tissue(self, organ, v, vas_v, int_v):
+    def _tissue(self, organ, v, vas_v, int_v, *, k_ps, release):
+        """Vascular and interstitial spaces; with a ``release`` rate, receptor binding too."""
         m = self.m
-        receptor = organ in self.rden
-        ps = m.quantity(_ORGANS[organ].k_ps if organ in _ORGANS else (0.6 if organ in self.lesions else 0.02),
-                        "1/min") * v
+        receptor = release is not None
+        ps = m.quantity(k_ps, "1/min") * v
         for s in ("hot", "cold"):
             vas = m.compartment(f"{organ}_vas_{s}", volume=vas_v, description=f"{organ} vascular plasma ({s})")
             self.cmt[organ, "vas", s] = vas
@@ -316,12 +319,7 @@ class _Builder:
                     self.cmt[organ, sub, s] = m.compartment(f"{organ}_{sub}_{s}", volume=v,
                                                             description=f"{organ} {sub} ligand ({s})")
         if receptor:
-            self._binding(organ, v, self._release(organ))
-
-    def _release(self, organ):
-        if organ in self.lesions:
-            return self.krel["tumour"]
-        return self.krel["kidney" if organ == "kidney" else (_ORGANS[organ].receptor if organ in _ORGANS else "normal")]
+            self._binding(organ, v, release)
 
     def _binding(self, organ, v, release):
         m = self.m
