@@ -352,11 +352,12 @@ def _check_positivity(model, expand, sub, rhs, y_syms):
                              "typical values; expected a positive volume.")
     # States at 1 and at 1e-9: a capacity-limited rate (e.g. binding to R0 − bound) may turn
     # negative at large amounts, but a wrong sign is negative at both.
-    scales = ({y: 1 for y in y_syms}, {y: sp.Float(1e-9) for y in y_syms})
+    large, small = {y: 1 for y in y_syms}, {y: sp.Float(1e-9) for y in y_syms}
+    negative = lambda r: r.is_number and r.is_real and bool(r < 0)
     for f in model.flows:
-        rates = [sub(expand(f.rate)).xreplace(vals).xreplace(s).xreplace({model.t: 0}) for s in scales]
-        if all(r.is_number and r.is_real and bool(r < 0) for r in rates):
-            r = rates[0]
+        at = sub(expand(f.rate)).xreplace(vals).xreplace({model.t: 0})
+        r = at.xreplace(large)
+        if negative(r) and negative(at.xreplace(small)):
             raise ModelError(f"{f.label}: rate `{model._show(f.rate)}` is negative ({float(r):g}) at typical values; "
                              "a flow must be non-negative (reverse the direction instead).")
 

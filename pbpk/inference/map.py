@@ -66,7 +66,7 @@ def _mode(density, data, position0, rtol, atol, max_steps):
 
     sol = optx.minimise(objective, optx.BFGS(rtol=rtol, atol=atol), flat0, max_steps=max_steps, throw=False)
     f = lambda z: objective(z, None)
-    closed_form = getattr(getattr(density, "opts", None), "method", "spectral") in ("spectral", "expm")
+    closed_form = density.opts.method in ("spectral", "expm")
     hess = jax.hessian(f)(sol.value) if closed_form else _gradient_difference_hessian(f, sol.value)
     return sol.value, hess, sol.result, sol.stats["num_steps"], -objective(sol.value, None)
 
