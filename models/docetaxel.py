@@ -8,6 +8,7 @@ DOI 10.1007/BF02353487.
 
 from __future__ import annotations
 
+from pbpk.dosing import Infusion, Regimen
 from pbpk.residual import Proportional
 from pbpk.spec import Model
 
@@ -22,8 +23,21 @@ CL_H_BRUNO = 5.2 * 7.4                                      # L/h, k10·V1
 FU = 0.06
 
 
+# Bruno 1996 covariate model for CL (L/h): BSA·(22.1 − 3.55·AAG − 0.095·AGE + 0.2245·ALB)·(1 − 0.334·HEP12),
+# coefficients from reference_models.md §2.1 [U]; at the reference covariates it gives 21.2 L/h/m²,
+# the Taxotere label's 21 L/h/m² [S].
+BRUNO_CL_COEFFICIENTS = dict(intercept=22.1, aag=3.55, age=0.095, alb=0.2245, hep=0.334)
+BRUNO_REFERENCE = dict(BSA=1.8, AAG=1.3, AGE=55.0, ALB=40.0, HEP12=0.0)
+
+
+def bruno_clearance_per_m2(aag, age, alb, hep12=0.0):
+    """Bruno 1996 docetaxel clearance per m² (L/h/m²) for AAG and ALB in g/L and age in years."""
+    c = BRUNO_CL_COEFFICIENTS
+    return (c["intercept"] - c["aag"] * aag - c["age"] * age + c["alb"] * alb) * (1 - c["hep"] * hep12)
+
+
 @register("docetaxel_bruno1996", citation=BRUNO_1996)
-def docetaxel_bruno1996() -> Model:
+def docetaxel_bruno1996(covariates: bool = False) -> Model:
     """Docetaxel three-compartment model (Bruno 1996), typical patient.
 
     Equations (A1 central, A2 shallow, A3 deep peripheral; C = A1/V1):
@@ -44,13 +58,31 @@ def docetaxel_bruno1996() -> Model:
     | V3 | 111.0 (= Q3/k31) | L | derived |
 
     Vss = 123.6 L; half-lives 0.089, 0.551, 10.3 h (derived, §2.1 [D]).  IIV (ω = 0.25 on CL,
-    0.3 on V1) is illustrative; Bruno's covariate model for CL (AAG, albumin, age, hepatic
-    function) is not included here because its coefficients are unverified [U].
+    0.3 on V1) is illustrative.
+
+    With ``covariates=True`` the individual clearance follows Bruno's covariate model,
+    normalised to the typical patient (BSA 1.8 m², AAG 1.3 g/L, age 55 y, albumin 40 g/L, no
+    hepatic impairment):
+        CL_i = CL · BSA·(22.1 − 3.55·AAG − 0.095·AGE + 0.2245·ALB)·(1 − 0.334·HEP12) / (1.8 · 21.24)
+    The coefficients are reference_models.md §2.1 values not verified against the paper [U];
+    at the reference covariates they give 21.2 L/h/m², the label's 21 L/h/m² [S].
     """
     v1_, k10, k12, k21, k13, k31 = 7.4, 5.2, 1.06, 1.51, 1.26, 0.084
     m = Model("docetaxel_bruno1996", description="Docetaxel 3-compartment popPK (typical patient)",
               citation=BRUNO_1996)
     cl = m.parameter("CL", k10 * v1_, "L/h", description="clearance", source=_MYELO, iiv=0.25)
+    if covariates:
+        cov = {n: m.covariate(n, u, reference=BRUNO_REFERENCE[n], description=d) for n, u, d in (
+            ("BSA", "m^2", "body surface area"), ("AAG", "g/L", "alpha-1-acid glycoprotein"),
+            ("AGE", "", "age in years"), ("ALB", "g/L", "albumin"),
+            ("HEP12", "", "1 if transaminases > 1.5×ULN with ALP > 2.5×ULN"))}
+        g_l = lambda v: m.quantity(v, "L/g")
+        per_m2 = (BRUNO_CL_COEFFICIENTS["intercept"] - BRUNO_CL_COEFFICIENTS["aag"] * g_l(1) * cov["AAG"]
+                  - BRUNO_CL_COEFFICIENTS["age"] * cov["AGE"] + BRUNO_CL_COEFFICIENTS["alb"] * g_l(1) * cov["ALB"]) * (
+            1 - BRUNO_CL_COEFFICIENTS["hep"] * cov["HEP12"])
+        ref = BRUNO_REFERENCE
+        cl = cl * cov["BSA"] / m.quantity(ref["BSA"], "m^2") * per_m2 / bruno_clearance_per_m2(
+            ref["AAG"], ref["AGE"], ref["ALB"], ref["HEP12"])
     v1 = m.parameter("V1", v1_, "L", description="central volume", source=_MYELO, iiv=0.3)
     q2 = m.parameter("Q2", k12 * v1_, "L/h", description="shallow intercompartmental clearance", source=_MYELO)
     v2 = m.parameter("V2", k12 * v1_ / k21, "L", description="shallow peripheral volume", source=_MYELO)
@@ -64,8 +96,16 @@ def docetaxel_bruno1996() -> Model:
     m.flow(p2, c, q2 * p2.conc)
     m.flow(c, p3, q3 * c.conc)
     m.flow(p3, c, q3 * p3.conc)
+    m.define("C_molar", c.conc / m.quantity(MW_DOCETAXEL, "g/mol"), "umol/L")
     m.observe("Cp", c.conc, "mg/L", error=Proportional(0.2))
     return m
+
+
+def docetaxel_regimen(bsa_m2: float, mg_m2: float = 75.0, cycles: int = 6, interval_days: float = 21.0,
+                      infusion_h: float = 1.0) -> Regimen:
+    """Docetaxel 60–100 mg/m² as a 1-h infusion every 3 weeks (label), in mg and hours."""
+    return Regimen.repeat(Infusion(mg_m2 * bsa_m2, "central", duration=infusion_h), every=interval_days * 24.0,
+                          count=cycles)
 
 
 @register("docetaxel_pbpk", citation="Physiology: ICRP Publication 89 (2002); Kp: Rodgers & Rowland, "

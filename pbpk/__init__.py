@@ -36,6 +36,8 @@ from .residual import Proportional as Proportional
 from .simulate import Solution as Solution
 from .simulate import simulate as simulate
 from .spec import Model as Model
+from .spec import compose as compose
+from .spec import renamed as renamed
 from .twin import Twin as Twin
 
 from .nonmem import Dataset as Dataset

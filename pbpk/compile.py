@@ -302,6 +302,11 @@ def _transform_kind(p) -> str:
 def _check_well_posed(model: Model) -> None:
     if not model.states:
         raise ModelError(f"model {model.name!r} has no states: declare a compartment or a state.")
+    loose = [n for n in model.inputs if n not in model.defines]
+    if loose:
+        raise ModelError(f"model {model.name!r}: input(s) {loose} are not connected. Connect them with "
+                         f"pbpk.compose(pk_model, {model.name}_model, links={{{loose[0]!r}: 'central.conc', ...}}) "
+                         "or give m.input(..., default=...).")
     with_terms = {f.source for f in model.flows} | {f.target for f in model.flows} | {n for n, _ in model.odes}
     for name in model.states:
         if name not in with_terms:

@@ -127,6 +127,7 @@ class Model:
         self.odes: list[tuple[str, sp.Expr]] = []
         self.defines: dict[str, tuple[sp.Expr, Any]] = {}
         self.observations: dict[str, Observation] = {}
+        self.inputs: dict[str, str] = {}   # name -> unit of exogenous drivers (see ``input``)
         self.constants: dict[sp.Symbol, float] = {}   # bare numbers given where a unit was implied
 
     # ----------------------------------------------------------------- declarations
@@ -205,6 +206,23 @@ class Model:
         sym = sp.Symbol(name, real=True)
         self.defines[name] = (e, unit)
         self._decl[name] = _Decl("define", sym, q)
+        return sym
+
+    def input(self, name: str, unit: str = "", *, default=None, description: str = "") -> sp.Symbol:
+        """Declare an exogenous driver, e.g. the drug concentration a PD model responds to.
+
+        ``pbpk.compose`` connects it to an expression of another model (a PK model's plasma
+        concentration); unconnected, it takes ``default`` (in ``unit``), and compiling a model
+        with an unconnected input that has no default is an error.  This is what lets a library
+        PD model be combined with anyone's PK model without rewriting either.
+        """
+        self._check_new_name(name, "input")
+        q = parse_unit(unit, what=f"input {name!r}")
+        sym = sp.Symbol(name, real=True)
+        self._decl[name] = _Decl("input", sym, q)
+        self.inputs[name] = unit
+        if default is not None:
+            self.defines[name] = (self._expr(default, f"input {name!r} default", default_unit=unit), unit)
         return sym
 
     # ----------------------------------------------------------------- equations

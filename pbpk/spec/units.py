@@ -24,6 +24,7 @@ def _registry() -> pint.UnitRegistry:
     reg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True, on_redefinition="ignore")
     reg.define("liter = decimeter ** 3 = L = l = litre")  # symbol 'L' in messages (mL/min, not ml/min)
     reg.define("cell = [cell] = cells")
+    reg.define("international_unit = [international_unit] = IU")  # biological activity (IL-2)
     reg.define("patient = [] ")  # dimensionless count used in doses per patient
     return reg
 
