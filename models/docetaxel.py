@@ -108,6 +108,18 @@ def docetaxel_regimen(bsa_m2: float, mg_m2: float = 75.0, cycles: int = 6, inter
                           count=cycles)
 
 
+def docetaxel_label_protocol(start_mg_m2: float = 100.0, cycles: int = 6):
+    """The Taxotere label's dose modification as a ``pbpk.control.Protocol``: no dose while
+    ANC < 1.5 × 10⁹/L (re-assessed a week later); one level down (100 → 75 → 60 mg/m²) after
+    ANC < 0.5 × 10⁹/L for more than 7 days, stopping below 60.  Needs an ``ANC`` observation (a
+    PK model composed with ``friberg2002``)."""
+    from pbpk.control import HoldBelow, Protocol, ReduceAfter
+
+    levels = tuple(v for v in (100.0, 75.0, 60.0) if v <= start_mg_m2)
+    return Protocol(levels=levels, dose_unit="mg/m^2", cycle_days=21.0, cycles=cycles, into="central",
+                    infusion_hours=1.0, rules=(HoldBelow("ANC", 1.5), ReduceAfter("ANC", 0.5, longer_than=7.0)))
+
+
 @register("docetaxel_pbpk", citation="Physiology: ICRP Publication 89 (2002); Kp: Rodgers & Rowland, "
                                      "J Pharm Sci 2006;95:1238; clearance: " + BRUNO_1996)
 def docetaxel_pbpk(sex: str = "male") -> Model:
