@@ -43,6 +43,15 @@ def _fractional_kill(m: Model, state, k: float, delta: float, drug_unit: str = "
     return kill * (1 - sp.exp(-dlt * conc)) * state
 
 
+def _lysis(m, d, s, exponent, effectors, tumour):
+    """De Pillis' CD8⁺ kill rate d·(L/T)^λ/(s + (L/T)^λ), written as d·L^λ/(s·T^λ + L^λ) so that it
+    stays finite (→ d) as the tumour is cleared and (→ 0) before any effector arrives; |·| guards
+    the fractional power against the solver's tiny negative undershoots."""
+    cell = m.quantity(1.0, "cell")    # fractional powers need dimensionless bases
+    lp, tp = sp.Abs(effectors / cell) ** exponent, sp.Abs(tumour / cell) ** exponent
+    return d * lp / (s * tp + lp)
+
+
 @register("simeoni2004", citation=SIMEONI_2004, flows=False)
 def simeoni2004(w0: float = 0.1, damage: int = 3, psi: float = 20.0) -> Model:
     """Simeoni 2004 tumour growth inhibition (xenograft).
@@ -195,8 +204,7 @@ def depillis2005(T0: float = 1e4, N0: float = 300.0, L0: float = 0.0) -> Model:
     T = m.state("T", initial=m.quantity(T0, "cell"), unit="cell", description="tumour cells")
     N = m.state("N", initial=m.quantity(N0, "cell"), unit="cell", description="NK cells")
     L = m.state("L", initial=m.quantity(L0, "cell"), unit="cell", description="CD8+ T cells")
-    ratio = (L / T) ** P["lam"]
-    D = m.define("D", P["d"] * ratio / (P["s"] + ratio), "1/day")
+    D = m.define("D", _lysis(m, P["d"], P["s"], P["lam"], L, T), "1/day")
     m.ode(T, P["a"] * T * (1 - P["b"] * T) - P["c"] * N * T - D * T)
     m.ode(T, -_fractional_kill(m, T, 0.9, 1.8328))
     m.ode(N, P["sigma"] - P["f"] * N + P["g"] * T ** 2 / (P["h"] + T ** 2) * N - P["p"] * N * T)
@@ -279,8 +287,7 @@ def depillis2009(patient: int = 9, drug: str = "internal") -> Model:
         M = m.input("C", "mg/L", default=0.0, description="drug concentration")
     v_i = m.input("v_I", "IU/L/day", default=0.0, description="IL-2 infusion rate")
     kill = lambda x: P[f"K_{x}"] * (1 - sp.exp(-P[f"delta_{x}"] * M))
-    ratio = (L / T) ** P["l"]
-    D = m.define("D", P["d"] * ratio / (P["s"] + ratio), "1/day")
+    D = m.define("D", _lysis(m, P["d"], P["s"], P["l"], L, T), "1/day")
     m.ode(T, P["a"] * T * (1 - P["b"] * T) - P["c"] * N * T - D * T - kill("T") * T)
     m.ode(N, P["f"] * (P["e_frac"] * C - N) - P["p"] * N * T + P["p_N"] * N * I / (P["g_N"] + I) - kill("N") * N)
     m.ode(L, -P["theta"] * P["m"] * L / (P["theta"] + I) + P["j"] * T * L / (P["k"] + T) - P["q"] * L * T
