@@ -54,10 +54,10 @@ def main(quick: bool = False) -> None:
         Check.within("docetaxel.vss", "steady-state volume V1 + V2 + V3", SOURCE_C + "; derived [D] 123.6 L",
                      round(vss, 2), "L", ref_vss * 0.999, ref_vss * 1.001, fmt="{:.4g}"),
         Check.within("docetaxel.cl_per_m2", "clearance per m² at BSA 1.8 m²",
-                     "Taxotere label CL ≈ 21 L/h/m² [U] (reference_models.md §2.1)", round(p["CL"] / 1.8, 2),
+                     "Taxotere label CL 21 L/h/m² [S, label text via a mirror; reference_models.md §2.1 had U]", round(p["CL"] / 1.8, 2),
                      "L/h/m²", 21 * 0.9, 21 * 1.1),
         Check.within("docetaxel.half_life_terminal_vs_label", "terminal half-life vs the label",
-                     "Taxotere label t½γ ≈ 11.1 h [U] (reference_models.md §2.1)", round(float(half_lives[2]), 2),
+                     "Taxotere label t½γ 11.1 h [S, label text via a mirror]", round(float(half_lives[2]), 2),
                      "h", 11.1 * 0.85, 11.1 * 1.15, note="the label value is from memory [U]: a wide band"),
         Check.within("docetaxel.auc_dose_over_cl", "AUC(0-400 h) of a 135 mg 1-h infusion vs dose/CL",
                      "mass balance: AUC = dose/CL for linear elimination", round(auc_trap, 5), "mg·h/L",
@@ -65,7 +65,7 @@ def main(quick: bool = False) -> None:
         Check.within("docetaxel.eliminated_fraction", "fraction of the dose eliminated by 400 h",
                      "mass balance", round(elim / dose, 6), "fraction", 0.999, 1.0 + 1e-9),
     ]
-    write_results("chemo", checks, extra={"model": "docetaxel_bruno1996", "half_lives_h": half_lives.tolist(),
+    write_results("chemo", checks, part="docetaxel_pk", extra={"model": "docetaxel_bruno1996", "half_lives_h": half_lives.tolist(),
                                           "reference_half_lives_h": ref_half.tolist()})
 
 
