@@ -96,13 +96,14 @@ def simeoni2004(w0: float = 0.1, damage: int = 3, psi: float = 20.0) -> Model:
 
 
 @register("claret2009", citation=CLARET_2009, flows=False)
-def claret2009(y0: float = 80.0, exposure_unit: str = "g") -> Model:
+def claret2009(y0: float = 80.0, exposure_unit: str = "g", KD: float = 0.058, y0_iiv: float | None = None,
+               KD_source: str = "") -> Model:
     """Claret 2009 clinical tumour growth inhibition (sum of longest diameters).
 
     Equations (y = SLD, E = drug exposure, t = time since the start of treatment):
         dy/dt = KL·y − KD·e^(−λ·t)·E(t)·y
     The kill rate decays with λ (resistance).  In the paper E is the daily dose (g); any
-    exposure works (set ``exposure_unit`` and the KD unit follows).
+    exposure works (set ``exposure_unit``, the KD unit follows; give ``KD`` and its source).
 
     | parameter | value | unit | source |
     |---|---|---|---|
@@ -116,11 +117,12 @@ def claret2009(y0: float = 80.0, exposure_unit: str = "g") -> Model:
     src = "Claret 2009 5-FU (Pumas exercise values) [C2]"
     m = Model("claret2009", time="week", amount="mg", description="Claret 2009 tumour size model", citation=CLARET_2009)
     kl = m.parameter("KL", 0.015, "1/week", description="tumour growth rate", source=src, iiv=0.556 ** 0.5)
-    kd = m.parameter("KD", 0.058, f"1/({exposure_unit})/week", description="drug kill rate", source=src,
+    kd = m.parameter("KD", KD, f"1/({exposure_unit})/week", description="drug kill rate", source=KD_source or src,
                      iiv=0.540 ** 0.5)
     lam = m.parameter("LAMBDA", 0.042, "1/week", description="resistance (decay of kill)", source=src,
                       iiv=0.450 ** 0.5)
-    y_init = m.parameter("y0", y0, "mm", description="baseline sum of longest diameters", source="illustrative")
+    y_init = m.parameter("y0", y0, "mm", description="baseline sum of longest diameters", source="illustrative",
+                         iiv=y0_iiv)
     exposure = m.input("C", exposure_unit, default=0.0, description="drug exposure")
     y = m.state("SLD_state", initial=y_init, unit="mm", description="sum of longest diameters")
     m.ode(y, kl * y - kd * sp.exp(-lam * m.t) * exposure * y)
