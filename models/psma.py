@@ -9,7 +9,6 @@ DOI 10.1186/s41181-023-00236-w (the open PyCNO SBML, github.com/qurit/PyCNO, mod
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 

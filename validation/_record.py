@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["Check", "write_results", "read_results", "git_commit", "machine_description", "RESULTS_DIR",
+__all__ = ["Check", "write_results", "read_results", "save_figure", "git_commit", "machine_description", "RESULTS_DIR",
            "FIGURES_DIR", "SCHEMA_KEYS", "CHECK_KEYS"]
 
 VALIDATION_DIR = Path(__file__).resolve().parent
@@ -233,6 +233,18 @@ def _merge_part(doc, path, part, extra):
             doc[k] = old[k]
     doc[part] = _jsonable(extra)
     doc["parts"] = {**parts, part: mine}
+
+
+def save_figure(fig, name: str) -> Path:
+    """Lay out ``fig``, write it to ``validation/figures/<name>`` and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    FIGURES_DIR.mkdir(exist_ok=True)
+    path = FIGURES_DIR / name
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def read_results(results_dir: str | Path | None = None) -> dict[str, dict]:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["ImportanceResult", "importance_update"]

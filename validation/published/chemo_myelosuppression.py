@@ -104,7 +104,7 @@ def _figure(t, curves):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from validation._record import FIGURES_DIR
+    from validation._record import save_figure
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for (drug, dose), anc in curves.items():
@@ -113,10 +113,7 @@ def _figure(t, curves):
     ax.axhline(1.5, color="grey", lw=0.6, ls=":")
     ax.set(xlabel="day after docetaxel", ylabel="ANC (10⁹/L)", title="Typical patient: Friberg 2002 / Kloft 2006")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    FIGURES_DIR.mkdir(exist_ok=True)
-    fig.savefig(FIGURES_DIR / "chemo_anc_typical.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, "chemo_anc_typical.png")
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def _figure(horizon, small, big, days, untreated, treated):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from validation._record import FIGURES_DIR
+    from validation._record import save_figure
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     ax[0].semilogy(horizon, small, label="T0 = 5e6 (dormancy)")
@@ -160,10 +160,7 @@ def _figure(horizon, small, big, days, untreated, treated):
     ax[1].set(xlabel="day", title="de Pillis 2009, patient 9")
     for a in ax:
         a.legend(fontsize=7)
-    fig.tight_layout()
-    FIGURES_DIR.mkdir(exist_ok=True)
-    fig.savefig(FIGURES_DIR / "chemo_tumour_immune.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, "chemo_tumour_immune.png")
 
 
 if __name__ == "__main__":

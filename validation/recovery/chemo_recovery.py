@@ -79,24 +79,12 @@ def outcomes(model, theta):
 
 def _fit_chunk(args):
     df, ids, truth = args
-    import pbpk
-    from pbpk.inference.fit import select_subject
-    from pbpk.inference.logdensity import individual_logdensity
-    from pbpk.inference.map import find_mode
+    from validation.recovery._fits import map_fits
 
     model = _model()
-    data = pbpk.read_nonmem(df[df["ID"].isin(ids)], model)
-    out = []
-    for sid in ids:
-        subj = select_subject(model, data, sid)
-        ld = individual_logdensity(model, subj, simulate_options=FIT_SOLVER)
-        t0 = time.perf_counter()
-        pos, _, converged, _, _ = find_mode(ld.spec, ld.data, ld.initial_position, rtol=1e-6, atol=1e-6)
-        seconds = time.perf_counter() - t0
-        theta_hat = np.asarray(ld.spec.theta(pos["eta"]))
-        out.append((sid, bool(converged), seconds, outcomes(model, truth[sid - 1]), outcomes(model, theta_hat),
-                    outcomes(model, np.asarray(model.theta))))
-    return out
+    return [(sid, converged, seconds, outcomes(model, truth[sid - 1]), outcomes(model, theta_hat),
+             outcomes(model, np.asarray(model.theta)))
+            for sid, theta_hat, converged, _, seconds in map_fits(model, df, ids, FIT_SOLVER)]
 
 
 def main(quick: bool = False) -> None:

@@ -70,25 +70,15 @@ def _fit_chunk(args):
     simulated one patient at a time: a batched solve steps all patients in lockstep at the
     stiffest patient's pace, which at rtol 1e-9 costs more than the fits."""
     df, ids, truth, cov = args
-    import pbpk
-    from pbpk.inference.fit import select_subject
-    from pbpk.inference.logdensity import individual_logdensity
-    from pbpk.inference.map import find_mode
     from pbpk.models import psma
+    from validation.recovery._fits import map_fits
 
     model = psma.psma_pbpk().compile()
-    data = pbpk.read_nonmem(df[df["ID"].isin(ids)], model)
     out = []
-    for sid in ids:
-        subj = select_subject(model, data, sid)
-        ld = individual_logdensity(model, subj, simulate_options=FIT_SOLVER)
-        t0 = time.perf_counter()
-        pos, _, converged, steps, _ = find_mode(ld.spec, ld.data, ld.initial_position, rtol=BFGS_TOL, atol=BFGS_TOL)
-        seconds = time.perf_counter() - t0
-        theta_hat = np.asarray(ld.spec.theta(pos["eta"]))
+    for sid, theta_hat, converged, steps, seconds in map_fits(model, df, ids, FIT_SOLVER, BFGS_TOL):
         doses = [float(cycle2_kidney_dose(model, theta, cov[sid - 1]))
                  for theta in (truth[sid - 1], theta_hat, np.asarray(model.theta))]
-        out.append((sid, theta_hat, bool(converged), int(steps), seconds, doses))
+        out.append((sid, theta_hat, converged, steps, seconds, doses))
     return out
 
 
