@@ -78,3 +78,12 @@ def ac_regimen(bsa_m2: float, doxorubicin_mg_m2: float = 60.0, cycles: int = 4, 
     15-min infusions into ``central``, in mg and hours (cyclophosphamide is not modelled)."""
     dose = Infusion(doxorubicin_mg_m2 * bsa_m2, "central", duration=infusion_h)
     return Regimen.repeat(dose, every=interval_days * 24.0, count=cycles)
+
+
+def ac_protocol(cycles: int = 4, prior_mg_m2: float = 0.0, cap_mg_m2: float = CUMULATIVE_LIMIT_MG_M2):
+    """Doxorubicin 60 mg/m² q3w as a ``pbpk.control.Protocol`` that never lets the lifetime
+    cumulative dose (``prior_mg_m2`` already received plus this course) exceed ``cap_mg_m2``."""
+    from pbpk.control import CumulativeCap, Protocol
+
+    return Protocol(levels=(60.0,), dose_unit="mg/m^2", cycle_days=21.0, cycles=cycles, into="central",
+                    infusion_hours=0.25, rules=(CumulativeCap(cap_mg_m2, prior=prior_mg_m2),))

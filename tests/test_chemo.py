@@ -238,6 +238,9 @@ def test_cumulative_cap_limits_the_last_dose():
     np.testing.assert_allclose(np.asarray(r.dose[:4]), np.array([60.0, 60.0, 30.0, 0.0]) * 1.8, rtol=1e-12)
     # the model's own cumulative-dose output agrees with the protocol's tally
     assert float(r["CUMDOSE"][3, 0]) == pytest.approx(150.0, rel=1e-5)
+    # a patient with 400 mg/m² of prior anthracycline gets 50 mg/m² more, then nothing (cap 450)
+    prior = doxorubicin.ac_protocol(cycles=2, prior_mg_m2=400.0).run(model, bsa=2.0)
+    np.testing.assert_allclose(np.asarray(prior.dose[:2]), [100.0, 0.0], rtol=1e-12)
     with pytest.raises(pbpk.ModelError, match="no observation 'ANC'"):
         Protocol(levels=(60.0,), rules=(HoldBelow("ANC", 1.5),)).run(model)
     with pytest.raises(pbpk.ModelError, match="highest first"):
