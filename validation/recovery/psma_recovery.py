@@ -129,7 +129,12 @@ def main(quick: bool = False) -> None:
              {"quantity": "wall time of all fits and dose simulations (s)", "value": f"{wall:.0f}"}]
     write_results("psma", checks, {"table": table, "n_patients": n, "imaging_times_h": list(IMAGING_TIMES),
                                    "imaged": list(IMAGED), "fit_solver": FIT_SOLVER, "bfgs_tol": BFGS_TOL,
-                                   "ape_percent": np.round(ape, 3).tolist()}, part="recovery")
+                                   "ape_percent": np.round(ape, 3).tolist(),
+                                   # signed errors and doses, for diagnosing bias and its drivers
+                                   "pe_percent": np.round(100 * (fitted_dose / true_dose - 1), 3).tolist(),
+                                   "true_dose_gy": np.round(true_dose, 4).tolist(),
+                                   "fitted_theta": np.round(np.stack([r[1] for r in fits]), 6).tolist(),
+                                   "parameter_names": list(model.parameter_names)}, part="recovery")
     print(f"psma recovery: MdAPE {mdape:.2f} % (typical {mdape_typical:.1f} %), converged {converged.mean():.0%}, "
           f"{np.median(seconds):.1f} s/fit, wall {wall:.0f} s")
 
