@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
+from pbpk.errors import ModelError, did_you_mean
 from pbpk.residual import AbstractResidualError, LogNormal, Proportional
 from pbpk.spec import Model
 
@@ -86,13 +87,9 @@ def friberg2002(drug: str = "docetaxel_kloft", transit: int = 3) -> Model:
     Kloft's slope 15.57 L/µmol equals 19.27 L/mg (MW 807.9 g/mol); reference_models.md §3.
     """
     if drug not in PARAMETER_SETS:
-        from pbpk.errors import ModelError, did_you_mean
-
         raise ModelError(f"friberg2002: no parameter set {drug!r}." + did_you_mean(drug, PARAMETER_SETS)
                          + f" Sets: {sorted(PARAMETER_SETS)}.")
     if not (isinstance(transit, int) and transit >= 1):
-        from pbpk.errors import ModelError
-
         raise ModelError(f"friberg2002: transit={transit!r} must be a positive integer (3 as published).")
     ps = PARAMETER_SETS[drug]
     m = Model(f"friberg2002_{drug}", description=f"Friberg 2002 myelosuppression ({drug}, {ps.cell})",

@@ -11,6 +11,7 @@ patients with solid tumors. Clin Cancer Res 2006;12:2150-2157.
 from __future__ import annotations
 
 from pbpk.dosing import Infusion, Regimen
+from pbpk.errors import DosingError
 from pbpk.residual import Proportional
 from pbpk.spec import Model
 
@@ -85,8 +86,6 @@ def paclitaxel_regimen(bsa_m2: float, mg_m2: float = 80.0, schedule: str = "week
     """Paclitaxel 80 mg/m² weekly (1-h infusion) or 175 mg/m² every 3 weeks (3-h infusion), in mg
     and hours; ``cycles`` counts administrations."""
     if schedule not in ("weekly", "q3w"):
-        from pbpk.errors import DosingError
-
         raise DosingError(f"paclitaxel_regimen: schedule={schedule!r} must be 'weekly' or 'q3w'.")
     every, hours = (7 * 24.0, 1.0) if schedule == "weekly" else (21 * 24.0, 3.0)
     return Regimen.repeat(Infusion(mg_m2 * bsa_m2, "central", duration=hours), every=every, count=cycles)

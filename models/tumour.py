@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from pbpk.errors import ModelError, did_you_mean
 from pbpk.residual import Additive, Proportional
 from pbpk.spec import Model
 
@@ -267,8 +268,6 @@ def depillis2009(patient: int = 9, drug: str = "internal") -> Model:
 
     Initial conditions: T 1e7, N 2.5e8, L 5.268e5, C 2.25e9 cells, M 0, I 1073 IU/L [C].
     """
-    from pbpk.errors import ModelError, did_you_mean
-
     if patient not in DEPILLIS_2009_PATIENTS:
         raise ModelError(f"depillis2009: patient={patient!r}; published patients are {sorted(DEPILLIS_2009_PATIENTS)}.")
     if drug not in ("internal", "input"):
