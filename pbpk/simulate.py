@@ -108,7 +108,8 @@ def simulate(model: CompiledModel, regimen, times, params=None, covariates=None,
         times: output times, (T,) shared or (N, T) per patient.
         params: None (typical values), a mapping name -> value or (N,) array, a (P,) or (N, P)
             parameter vector ordered as ``model.parameter_names``, or a ``Population``.
-        covariates: mapping name -> value or (N,) array; defaults to reference values.
+        covariates: mapping name -> value or (N,) array; defaults to the ``Population``'s own
+            covariates when ``params`` is one, otherwise to reference values.
         rtol, atol: tolerances of the adaptive solver (the exact linear path ignores them).
         solver: "auto" (exact for linear models, else Kvaerno5), "exact" (closed form where the
             structure allows, else the matrix exponential), "expm" (always the matrix
@@ -119,6 +120,10 @@ def simulate(model: CompiledModel, regimen, times, params=None, covariates=None,
     if not isinstance(model, CompiledModel):
         raise ModelError(f"simulate expects a compiled model (Model.compile()), got {type(model).__name__}.")
     regimens, times, params, covariates, order = _from_dataset(model, regimen, times, params, covariates)
+    from .population import Population
+
+    if covariates is None and isinstance(params, Population):
+        covariates = params   # a population's patients keep their own covariates
     theta, cov = _parameters(model, params), _covariates(model, covariates)
     times = jnp.asarray(times, dtype=jnp.float64)
     if times.ndim not in (1, 2) or times.shape[-1] == 0:

@@ -198,3 +198,17 @@ def test_simulate_under_user_jit_and_vmap(lib):
     per_patient = jax.vmap(cmax)(jnp.array([4.0, 5.0, 6.0]))
     loop = [float(jnp.max(model.simulate(reg, TIMES, params={"CL": c})["Cp"])) for c in (4.0, 5.0, 6.0)]
     np.testing.assert_allclose(per_patient, loop, rtol=1e-12)
+
+
+def test_population_keeps_its_covariates(lib):
+    """Patients drawn with their own covariates are simulated with them, not with the model's
+    reference values (a population passed as params carries its covariates)."""
+    model = pbpk.models.load("docetaxel_bruno1996", covariates=True).compile()
+    bsa = np.array([1.5, 1.8, 2.2])
+    pop = model.population(3, jax.random.key(5), covariates={"BSA": bsa})
+    reg = pbpk.Infusion(100.0, "central", duration=1.0)
+    by_population = model.simulate(reg, TIMES, params=pop, rtol=1e-10, atol=1e-12)
+    explicit = model.simulate(reg, TIMES, params=pop.theta, covariates={"BSA": bsa}, rtol=1e-10, atol=1e-12)
+    reference = model.simulate(reg, TIMES, params=pop.theta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(by_population.states, explicit.states, rtol=1e-12)
+    assert not np.allclose(by_population.states[0], reference.states[0], rtol=1e-3)
