@@ -715,3 +715,19 @@ def test_residual_error_is_differentiable_and_jittable():
     r = OBS - PRED
     g_add = jax.grad(lambda s: pbpk.Additive(s).log_likelihood(jnp.asarray(OBS), jnp.asarray(PRED)).sum())(0.7)
     np.testing.assert_allclose(g_add, np.sum(r**2 / 0.7**3 - 1 / 0.7), rtol=1e-12)
+
+
+def test_composed_model_accepts_terms_built_from_its_parts_constants():
+    """A part's unit constants (e.g. a BSA reference 1.8 m²) come with it into the composed
+    model, so flows added afterwards may use its compartments' concentrations."""
+    part = pbpk.Model("part")
+    bsa = part.covariate("BSA", "m^2", reference=1.8)
+    c = part.compartment("central", volume=part.parameter("V", 10.0, "L", source="test") * bsa / part.quantity(1.8, "m^2"))
+    part.flow(c, None, part.parameter("CL", 2.0, "L/h", source="test") * c.conc)
+    m = pbpk.compose(part, name="composed")
+    depot = m.compartment("depot")
+    central = m.compartments["central"]
+    m.flow(central, depot, m.parameter("Q", 1.0, "L/h", source="test") * central.conc)
+    model = m.compile()
+    sol = model.simulate(pbpk.Bolus(100.0, "central"), np.array([1.0]), rtol=1e-12, atol=1e-12)
+    assert float(np.asarray(sol.states)[0, model.state_names.index("central")]) == pytest.approx(100 * np.exp(-0.3))

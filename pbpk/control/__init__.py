@@ -8,3 +8,4 @@ from .rules import HoldBelow as HoldBelow
 from .rules import Protocol as Protocol
 from .rules import ProtocolResult as ProtocolResult
 from .rules import ReduceAfter as ReduceAfter
+from .constraints import ExposureLimit as ExposureLimit

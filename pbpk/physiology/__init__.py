@@ -28,7 +28,8 @@ from . import _reference as ref
 from ._reference import PORTAL, TISSUES
 
 __all__ = ["Organ", "Physiology", "human", "mouse", "TISSUES", "KpTable", "kp_rodgers_rowland", "kp_poulin_theil",
-           "whole_body"]
+           "whole_body", "allometric_exponent", "allometric_scale", "scale_parameters", "human_equivalent_dose",
+           "KM_FACTORS"]
 
 _UNITS = MappingProxyType({"body_weight": "kg", "volume": "L", "blood_flow": "L/h",
                            "cardiac_output": "L/h", "hematocrit": "1"})
@@ -247,3 +248,5 @@ def mouse() -> Physiology:
 
 from .kp import KpTable, kp_poulin_theil, kp_rodgers_rowland  # noqa: E402
 from .whole_body import whole_body  # noqa: E402
+from .allometry import (KM_FACTORS, allometric_exponent, allometric_scale,  # noqa: E402
+                        human_equivalent_dose, scale_parameters)

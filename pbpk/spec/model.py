@@ -336,7 +336,7 @@ class Model:
         rename = {}
         for s in e.free_symbols:
             if str(s).startswith("_"):
-                if str(s) not in self._decl or self._decl[str(s)].symbol is not s:
+                if s not in self.constants:   # constants copied in by compose keep their symbols
                     raise ModelError(f"{what}: the constant {s} belongs to another model; create it with "
                                      f"this model's quantity(...).")
                 continue

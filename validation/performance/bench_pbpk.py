@@ -452,7 +452,7 @@ def main(quick: bool = False) -> None:
               f"{b['patients_per_s'] / base_rows[lsoda_best]['patients_per_s']:>9.2f} "
               f"{b['patients_per_s'] / base_rows[strongest]['patients_per_s']:>12.2f}")
     print(f"\nLSODA baseline for the ratio: {lsoda_best}; strongest baseline: {strongest}")
-    print(f"compile (first call minus a repeated call): "
+    print("compile (first call minus a repeated call): "
           + ", ".join(f"N={r['n']}: {r['compile_s']:.1f} s" for r in pbpk_rows) + f"; Kvaerno5: {krow['compile_s']:.1f} s")
     print(f"agreement pbpk vs LSODA (Python RHS, {lsoda_states.shape[0]} patients): max rel to state peak "
           f"{ag_lsoda[0]:.2e}, Cp rel {ag_lsoda[1]:.2e}")
