@@ -54,6 +54,8 @@ def pld_human() -> Model:
         dF_T/dt = Q_T·TV (C_free − F_T/(TV·Kp_T)) + k_rel·L_T   (likewise F_S in skin)
         C_total = L1/V1 + C_free (plasma total doxorubicin, what the label's PK measured)
         tumour and skin totals: (L_T + F_T)/TV, (L_S + F_S)/V_skin, mg/L = µg/g.
+        C_free (free doxorubicin in plasma, C_molar in µmol/L) is the marrow exposure: link it to a
+        myelosuppression model's input with ``pbpk.compose``.
 
     | parameter | value | unit | source |
     |---|---|---|---|
