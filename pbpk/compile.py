@@ -270,7 +270,7 @@ def compile_model(model: Model) -> CompiledModel:
                        + [(c.name, c.unit or "1") for c in model.covariates.values()]
                        + list(zip(model.observations, obs_units)))
     equations = tuple(f"d{n}/dt = {r}" for n, r in zip(all_names, rhs))
-    return CompiledModel(
+    compiled = CompiledModel(
         name=model.name, state_names=tuple(all_names), compartment_names=tuple(model.compartments),
         parameter_names=tuple(model.parameters), covariate_names=tuple(model.covariates),
         observation_names=tuple(model.observations), unit_table=unit_table,
@@ -284,6 +284,11 @@ def compile_model(model: Model) -> CompiledModel:
         _rhs=rhs_fn, _observe=obs_fn, _initial=init_fn, _dose_props=dose_fn, _linear_parts=lin_fn,
         spectral=plan, observed_states=tuple(y in read for y in y_syms),
     )
+    if model.neural_terms:
+        from .hybrid.neural import build_residual
+
+        compiled = compiled.with_residual(build_residual(compiled, model.neural_terms))
+    return compiled
 
 
 def _transform_kind(p) -> str:

@@ -15,6 +15,7 @@ symbol; ``renamed`` resolves it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import sympy as sp
 
@@ -116,6 +117,8 @@ def _copy_into(out: Model, src: Model, rename: Mapping[str, str]) -> None:
         if to(n) in out.defines and n in src.inputs:
             continue   # a shared input already connected or defaulted by an earlier part
         out.defines[to(n)] = (sub(e), unit)
+    out.neural_terms.extend(replace(d, state=to(d.state), inputs=tuple(rename.get(i, i) for i in d.inputs))
+                            for d in src.neural_terms)
     for n, o in src.observations.items():
         if to(n) in out.observations or to(n) in out._decl:
             raise ModelError(f"compose: observation {to(n)!r} of {src.name!r} clashes with another part; "

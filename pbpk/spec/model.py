@@ -129,6 +129,7 @@ class Model:
         self.observations: dict[str, Observation] = {}
         self.inputs: dict[str, str] = {}   # name -> unit of exogenous drivers (see ``input``)
         self.constants: dict[sp.Symbol, float] = {}   # bare numbers given where a unit was implied
+        self.neural_terms: list = []   # learned right-hand-side terms (pbpk.hybrid), see ``neural``
 
     # ----------------------------------------------------------------- declarations
     def parameter(self, name: str, value: float, unit: str = "", *, description: str = "", source: str = "",
@@ -262,6 +263,21 @@ class Model:
                              "pbpk.Proportional(0.15), pbpk.Additive(0.1), pbpk.Combined(0.1, 0.15) or pbpk.LogNormal(0.2).")
         parse_unit(unit, what=f"observation {name!r}")
         self.observations[name] = Observation(name, self._expr(expr, f"observation {name!r}"), unit, error)
+
+    def neural(self, state, inputs, unit: str, *, key, scales=None, width: int = 16, depth: int = 2,
+               activation: str = "tanh", gate: str | None = None) -> None:
+        """Add a learned term ``NN(inputs)`` (in ``unit``) to d(state)/dt: an equinox MLP of
+        ``depth`` hidden layers of ``width`` units whose last layer starts at zero (so the
+        untrained model is the mechanistic one).  ``inputs``: names of states, observations,
+        covariates or "t"; ``scales``: name -> typical magnitude each input is divided by;
+        ``gate``: an input name whose (scaled) value multiplies the output (the term then
+        vanishes with it).
+        Train it with ``pbpk.hybrid.train_hybrid``."""
+        from ..hybrid.neural import declare
+
+        name = self._state_name(state)
+        self.neural_terms.append(declare(self, name, inputs, unit, key=key, scales=scales, width=width, depth=depth,
+                                         activation=activation, gate=gate))
 
     def quantity(self, value: float, unit: str) -> sp.Symbol:
         """A constant with a unit, e.g. ``WT / m.quantity(70, "kg")`` for a dimensionless weight

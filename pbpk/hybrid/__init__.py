@@ -1,0 +1,10 @@
+"""Hybrid models: learned (neural) right-hand-side terms declared in the specification
+(``Model.neural``), trained across patients with optax, saved and loaded with equinox."""
+
+from .neural import NeuralResidual as NeuralResidual
+from .neural import NeuralTerm as NeuralTerm
+from .neural import load_hybrid as load_hybrid
+from .neural import save_hybrid as save_hybrid
+from .train import HybridFit as HybridFit
+from .train import population_loss as population_loss
+from .train import train_hybrid as train_hybrid

@@ -1,0 +1,125 @@
+"""Training a hybrid model's neural terms across many patients (optax), with the inter-individual
+variability kept on the mechanistic parameters.
+
+The objective is the population's joint empirical-Bayes log density per observation:
+``−[Σ_i log p(y_i | θ_i(η_i), NN) + Σ_i log N(η_i; 0, Ω)] / n_obs + l2·Σ w²``, minimised over the
+network weights and (``estimate_eta=True``) every training patient's η, so the network learns
+what is common to all patients while each patient keeps their own mechanistic parameters.  Early
+stopping watches the held-out patients' population-typical (η = 0) log likelihood.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.stats as jstats
+import numpy as np
+
+from ..errors import DataError, ModelError
+from .neural import NeuralResidual
+
+__all__ = ["HybridFit", "train_hybrid", "population_loss"]
+
+
+@dataclass(frozen=True)
+class HybridFit:
+    """The trained model (best held-out loss), the loss history, the training patients' η and
+    the step of the best held-out loss."""
+
+    model: object
+    history: object          # pandas DataFrame: step, train, valid
+    eta: np.ndarray
+    best_step: int
+    seconds: float
+
+
+def _encode(model, dataset, simulate_options, opts=None):
+    from ..inference._data import capacity, encode_subject, fit_options
+    from ..inference.logdensity import density_spec
+    from ..nonmem import Dataset
+
+    if not isinstance(dataset, Dataset):
+        raise DataError(f"train_hybrid: expected a Dataset (pbpk.read_nonmem), got {type(dataset).__name__}.")
+    subjects = list(dataset)
+    n_obs = max(len(s.obs) for s in subjects)
+    n_doses = capacity(max(len(s.regimen) for s in subjects), 1)
+    items = [encode_subject(model, s, n_obs=n_obs, n_doses=n_doses) for s in subjects]
+    data = jax.tree.map(lambda *x: jnp.stack(x), *items)
+    opts = opts or fit_options(model, items, **dict(simulate_options or {}))
+    return data, density_spec(model, opts), sum(i.n_observed for i in items)
+
+
+def population_loss(spec, residual, eta, data, n_observed):
+    """−(log likelihood + log prior of η) per observation for patients with parameters ``eta``."""
+    spec = eqx.tree_at(lambda s: s.model.residual, spec, residual)
+    errors = spec.errors()
+    ll = jax.vmap(lambda th, d: spec.log_likelihood(th, errors, d))(spec.theta(eta), data)
+    lp = jnp.sum(jstats.norm.logpdf(eta, 0.0, spec.omega))
+    return -(jnp.sum(ll) + lp) / n_observed
+
+
+def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: float = 3e-3, l2: float = 1e-4,
+                 estimate_eta: bool = True, eval_every: int = 10, patience: int = 5, simulate_options=None,
+                 progress: bool = True) -> HybridFit:
+    """Train the neural terms of ``model`` (compiled from a spec with ``Model.neural``) on the
+    ``train`` Dataset; ``valid`` (held-out patients) drives early stopping."""
+    import optax
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    if not isinstance(model.residual, NeuralResidual):
+        raise ModelError(f"train_hybrid: model {model.name!r} has no neural terms; declare one with "
+                         "Model.neural(state, inputs=..., unit=..., key=...).")
+    if not (isinstance(steps, int) and steps > 0):
+        raise ModelError(f"train_hybrid: steps={steps!r} must be a positive integer.")
+    data, spec, n_train = _encode(model, train, simulate_options)
+    valid_set = None
+    if valid is not None:
+        v_data, v_spec, n_valid = _encode(model, valid, simulate_options, opts=spec.opts)
+        valid_set = (v_data, v_spec, n_valid, jnp.zeros((len(list(valid)), len(v_spec.names))))
+    weights, static = eqx.partition(model.residual, eqx.is_inexact_array)
+    params = {"w": weights, "eta": jnp.zeros((len(list(train)), len(spec.names)))}
+    optimiser = optax.adam(learning_rate)
+    state = optimiser.init(params)
+
+    def objective(p):
+        residual = eqx.combine(p["w"], static)
+        eta = p["eta"] if estimate_eta else jax.lax.stop_gradient(p["eta"])
+        penalty = l2 * sum(jnp.sum(w ** 2) for w in jax.tree.leaves(p["w"]))
+        return population_loss(spec, residual, eta, data, n_train) + penalty
+
+    @eqx.filter_jit
+    def step(p, s):
+        loss, grad = jax.value_and_grad(objective)(p)
+        grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
+        updates, s = optimiser.update(grad, s, p)
+        return optax.apply_updates(p, updates), s, loss
+
+    @eqx.filter_jit
+    def held_out(w):
+        v_data, v_spec, n_valid, eta0 = valid_set
+        return population_loss(v_spec, eqx.combine(w, static), eta0, v_data, n_valid)
+
+    rows, best, best_loss, best_step, waited = [], params, np.inf, 0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc=f"training {model.name}", disable=not progress)
+    for i in bar:
+        params, state, loss = step(params, state)
+        if i % eval_every and i != steps:
+            continue
+        v = float(held_out(params["w"])) if valid_set else float(loss)
+        rows.append({"step": i, "train": float(loss), "valid": v if valid_set else np.nan})
+        bar.set_postfix(train=f"{float(loss):.4g}", valid=f"{v:.4g}")
+        if np.isfinite(v) and v < best_loss:
+            best, best_loss, best_step, waited = params, v, i, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    trained = model.with_residual(eqx.combine(best["w"], static))
+    return HybridFit(model=trained, history=pd.DataFrame(rows), eta=np.asarray(best["eta"]), best_step=best_step,
+                     seconds=time.perf_counter() - t0)
