@@ -3,7 +3,7 @@
     python -m validation.run [--quick] [--only AREA]      (``make validate`` / ``make validate-quick``)
 
 A validation script is any module in ``validation/performance/``, ``validation/published/``,
-``validation/recovery/`` or ``validation/closed_loop/`` (names not starting with "_") that
+``validation/recovery/``, ``validation/hybrid/`` or ``validation/closed_loop/`` (names not starting with "_") that
 exposes ``main(quick: bool) -> None``; it writes its own ``validation/results/<area>.json``
 through ``validation._record.write_results``.  ``--only`` takes a folder name (e.g.
 ``performance``), a module name (``bench_pbpk``) or both (``performance.bench_pbpk``); it
@@ -33,7 +33,7 @@ from validation._record import FIGURES_DIR, RESULTS_DIR, VALIDATION_DIR, git_com
 
 __all__ = ["discover", "run_scripts", "write_report", "render_report", "main"]
 
-SCRIPT_DIRS = ("performance", "published", "recovery", "closed_loop")
+SCRIPT_DIRS = ("performance", "published", "recovery", "hybrid", "closed_loop")
 REPORT_PATH = VALIDATION_DIR / "REPORT.md"
 RUN_LOG = ".last_run.json"      # beside results/, so that results/ holds only area files
 FIGURE_EXTS = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".gif", ".html")

@@ -8,3 +8,6 @@ from .neural import save_hybrid as save_hybrid
 from .train import HybridFit as HybridFit
 from .train import population_loss as population_loss
 from .train import train_hybrid as train_hybrid
+from .symbolic import SymbolicFit as SymbolicFit
+from .symbolic import learned_term as learned_term
+from .symbolic import symbolic_readout as symbolic_readout

@@ -1,0 +1,1 @@
+"""Hybrid (neural-ODE / PINN) validation: misspecified mechanisms recovered, symbolic read-out."""
