@@ -66,7 +66,9 @@ def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: f
                  estimate_eta: bool = True, eval_every: int = 10, patience: int = 5, simulate_options=None,
                  progress: bool = True) -> HybridFit:
     """Train the neural terms of ``model`` (compiled from a spec with ``Model.neural``) on the
-    ``train`` Dataset; ``valid`` (held-out patients) drives early stopping."""
+    ``train`` Dataset; ``valid`` (held-out patients) drives early stopping (every ``eval_every``
+    steps; stop after ``patience`` evaluations without improvement).  ``learning_rate``: a number
+    or an optax schedule."""
     import optax
     import pandas as pd
     from tqdm.auto import tqdm

@@ -87,6 +87,7 @@ def forecasts(model, df, dose, ids, extrapolate=None):
 
 def main(quick: bool = False) -> None:
     import jax
+    import optax
 
     import pbpk
     from pbpk.hybrid import learned_term, symbolic_readout, train_hybrid
@@ -103,7 +104,8 @@ def main(quick: bool = False) -> None:
         base = spec("wrong" if name == "hybrid" else "blackbox", key=jax.random.key(0)).compile()
         t0 = time.perf_counter()
         fit = train_hybrid(base, pbpk.read_nonmem(df_train, base), valid=pbpk.read_nonmem(df_valid, base),
-                           steps=steps, learning_rate=0.03, eval_every=25, patience=10, progress=False,
+                           steps=steps, learning_rate=optax.cosine_decay_schedule(0.03, steps, alpha=0.05),
+                           eval_every=25, patience=60, progress=False,
                            simulate_options=TRAIN_SOLVER)
         timing[name] = (time.perf_counter() - t0, fit.best_step)
         models[name] = fit.model
