@@ -1,3 +1,4 @@
+import gc
 import jax
 import pytest
 
@@ -18,3 +19,17 @@ def lib():
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_executables():
+    """Drop JAX's compiled executables after each test module.
+
+    Every XLA:CPU executable holds its own memory mappings; one pytest worker that compiles
+    the whole library would pass the kernel's per-process limit (vm.max_map_count, 65530)
+    and LLVM then segfaults on the next compile.  Session-scoped models stay cached; only
+    their compiled code is rebuilt when a later module needs it.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
