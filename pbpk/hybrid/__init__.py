@@ -11,3 +11,8 @@ from .train import train_hybrid as train_hybrid
 from .symbolic import SymbolicFit as SymbolicFit
 from .symbolic import learned_term as learned_term
 from .symbolic import symbolic_readout as symbolic_readout
+from .pinn import PinnFit as PinnFit
+from .pinn import fit_pinn as fit_pinn
+from .covariates import CovariateFit as CovariateFit
+from .covariates import CovariateNetwork as CovariateNetwork
+from .covariates import train_covariate_network as train_covariate_network

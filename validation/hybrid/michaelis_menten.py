@@ -162,7 +162,8 @@ def main(quick: bool = False) -> None:
     table.append({"quantity": "extrapolation to 800 mg: gap closed in RMSE (%)",
                   "value": f"{100 * gap('extrapolated', 'rmse'):.1f}"})
     write_results("hybrid", checks, {"table": table, "n_train": n_train, "n_test": n_test,
-                                     "metrics": {f"{a}/{b}": v for (a, b), v in metrics.items()}})
+                                     "metrics": {f"{a}/{b}": v for (a, b), v in metrics.items()}},
+                  part="michaelis_menten")
     failed = [ch.id for ch in checks if not ch.passed]
     print(f"hybrid MM: {len(checks) - len(failed)}/{len(checks)} pass" + (f"; failed {failed}" if failed else ""))
 
