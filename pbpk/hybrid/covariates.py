@@ -102,9 +102,7 @@ def train_covariate_network(model, train, features, *, parameters, valid=None, f
     features) of held-out patients for early stopping."""
     import optax
     import pandas as pd
-    from tqdm.auto import tqdm
-
-    from .train import _encode
+    from .train import _encode, early_stopping
 
     if form not in ("mlp", "power"):
         raise ModelError(f"train_covariate_network: form={form!r}; expected 'mlp' or 'power'." + did_you_mean(str(form), ["mlp", "power"]))
@@ -161,23 +159,11 @@ def train_covariate_network(model, train, features, *, parameters, valid=None, f
         eta0 = jnp.zeros((xv.shape[0], len(spec.names)))
         held_out = eqx.filter_jit(lambda w: loss(w, eta0, v_data, xv, v_obs))
 
-    rows, best, best_loss, best_step, waited = [], params, np.inf, 0, 0
     t0 = time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc=f"covariate network ({form})", disable=not progress)
-    for i in bar:
-        params, state, value = step(params, state)
-        if i % eval_every and i != steps:
-            continue
-        v = float(held_out(params["w"])) if held_out is not None else float(value)
-        rows.append({"step": i, "train": float(value), "valid": v if held_out is not None else np.nan})
-        bar.set_postfix(train=f"{float(value):.4g}", valid=f"{v:.4g}")
-        if np.isfinite(v) and v < best_loss:
-            best, best_loss, best_step, waited = params, v, i, 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    return CovariateFit(network=eqx.combine(best["w"], static), history=pd.DataFrame(rows),
+    held = (lambda p: held_out(p["w"])) if held_out is not None else None
+    best, history, best_step = early_stopping(step, params, state, held, steps=steps, eval_every=eval_every,
+                                              patience=patience, desc=f"covariate network ({form})", progress=progress)
+    return CovariateFit(network=eqx.combine(best["w"], static), history=history,
                         eta=np.asarray(best["eta"]), best_step=best_step, seconds=time.perf_counter() - t0)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import DataError, ModelError
 from .neural import NeuralResidual
 
-__all__ = ["HybridFit", "train_hybrid", "population_loss"]
+__all__ = ["HybridFit", "train_hybrid", "population_loss", "early_stopping"]
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,6 @@ def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: f
     steps; stop after ``patience`` evaluations without improvement).  ``learning_rate``: a number
     or an optax schedule."""
     import optax
-    import pandas as pd
-    from tqdm.auto import tqdm
 
     if not isinstance(model.residual, NeuralResidual):
         raise ModelError(f"train_hybrid: model {model.name!r} has no neural terms; declare one with "
@@ -106,15 +104,31 @@ def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: f
         v_data, v_spec, n_valid, eta0 = valid_set
         return population_loss(v_spec, eqx.combine(w, static), eta0, v_data, n_valid)
 
-    rows, best, best_loss, best_step, waited = [], params, np.inf, 0, 0
     t0 = time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc=f"training {model.name}", disable=not progress)
+    held = (lambda p: held_out(p["w"])) if valid_set else None
+    best, history, best_step = early_stopping(step, params, state, held, steps=steps, eval_every=eval_every,
+                                              patience=patience, desc=f"training {model.name}", progress=progress)
+    trained = model.with_residual(eqx.combine(best["w"], static))
+    return HybridFit(model=trained, history=history, eta=np.asarray(best["eta"]), best_step=best_step,
+                     seconds=time.perf_counter() - t0)
+
+
+def early_stopping(step, params, state, held_out, *, steps, eval_every, patience, desc, progress):
+    """Run ``step(params, state) -> (params, state, loss)`` up to ``steps`` times; every
+    ``eval_every`` steps score ``held_out(params)`` (the training loss when None) and stop after
+    ``patience`` scores without improvement.  Returns the best parameters, the history
+    (DataFrame: step, train, valid) and the best step."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    rows, best, best_loss, best_step, waited = [], params, np.inf, 0, 0
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress)
     for i in bar:
         params, state, loss = step(params, state)
         if i % eval_every and i != steps:
             continue
-        v = float(held_out(params["w"])) if valid_set else float(loss)
-        rows.append({"step": i, "train": float(loss), "valid": v if valid_set else np.nan})
+        v = float(held_out(params)) if held_out is not None else float(loss)
+        rows.append({"step": i, "train": float(loss), "valid": v if held_out is not None else np.nan})
         bar.set_postfix(train=f"{float(loss):.4g}", valid=f"{v:.4g}")
         if np.isfinite(v) and v < best_loss:
             best, best_loss, best_step, waited = params, v, i, 0
@@ -122,6 +136,4 @@ def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: f
             waited += 1
             if waited >= patience:
                 break
-    trained = model.with_residual(eqx.combine(best["w"], static))
-    return HybridFit(model=trained, history=pd.DataFrame(rows), eta=np.asarray(best["eta"]), best_step=best_step,
-                     seconds=time.perf_counter() - t0)
+    return best, pd.DataFrame(rows, columns=["step", "train", "valid"]), best_step
