@@ -4,13 +4,15 @@ A network gives the state trajectory ``u(t)``; the patient's parameters are trai
 The loss is the same individual log posterior that ``pbpk.fit(method="map")`` maximises, with the
 ODE solve replaced by a penalty on the ODE residual at collocation points::
 
-    loss = −[log p(y | observe(u(t_obs), θ)) + log N(η; 0, Ω)] + w · Σ_c ‖(u̇(t_c) − f(t_c, u, θ) − r(t_c))·T/s‖² / n_c
+    loss = −[log p(y | observe(u(t_obs), θ)) + log N(η; 0, Ω)] + w · Σ_c ‖(u̇ − f(t_c, u, θ) − r(t_c))·T/(|u| + ρ·s)‖² / n_c
 
 Doses enter as the known input, not as something to learn: the amount each dose has delivered
 by time t is added to the network, ``u = y0 + Σ_k F·delivered_k(t) e_k + s ⊙ (NN(t) − NN(0))``
 (a step for a bolus, a ramp for an infusion), so the initial state and every jump hold exactly
 and the network only carries the smooth part; ``r(t)`` is the infusion rate, ``s`` the state
-scale (the largest dose by default) and ``T`` the time span.
+scale (the largest dose by default), ``T`` the time span and ``ρ`` (``relative_floor``) sets
+how far the residual is weighted relative to the state's size (small ρ: late, low amounts count
+as much as early ones, but the optimiser then favours the ODE over the data).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class PinnFit:
 
 
 class _Trajectory(eqx.Module):
-    """u(t) = y0 + dose jumps + s ⊙ (MLP(φ(t)) − MLP(φ(0))), φ(t) = (t/T, log1p(t/τ)/log1p(T/τ))."""
+    """u(t) = y0 + delivered doses + s ⊙ (MLP(φ(t)) − MLP(φ(0))), φ(t) = (t/T, log1p(t/τ)/log1p(T/τ))."""
 
     mlp: eqx.nn.MLP
     y0: jax.Array
@@ -220,7 +222,8 @@ def fit_pinn(model, data, *, key, subject=None, covariates=None, priors=None, wi
         data: as for ``pbpk.fit`` (a Dataset and ``subject``, a Subject, or a NONMEM CSV path).
         key: ``jax.random`` key for the network's initial weights.
         collocation: ODE-residual points on the uniform grid; as many again log-spaced after each dose.
-        ode_weight: weight ``w`` of the mean squared dimensionless ODE residual ((u̇ − f)·T/s).
+        ode_weight: weight ``w`` of the mean squared dimensionless ODE residual.
+        relative_floor: ``ρ`` in the residual's scale ``|u| + ρ·s``.
         state_scale: the states' scale ``s`` (scalar or per state; default the largest dose).
     """
     import pandas as pd
