@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.scipy.stats as jstats
 import numpy as np
 
 from ..errors import DataError, ModelError, did_you_mean
+from .neural import zero_output
 
 __all__ = ["CovariateNetwork", "CovariateFit", "train_covariate_network"]
 
@@ -43,8 +43,7 @@ class CovariateNetwork(eqx.Module):
     targets: tuple[str, ...] = eqx.field(static=True)
 
     def transform(self, x):
-        x = jnp.where(self.log_features, jnp.log(jnp.where(self.log_features, x, 1.0)), x)
-        return (x - self.centre) / self.spread
+        return (_log_where(x, self.log_features) - self.centre) / self.spread
 
     def __call__(self, x):
         """Typical parameter vector for one patient's raw feature vector ``x`` (F,)."""
@@ -63,6 +62,11 @@ class CovariateFit:
     eta: np.ndarray            # training patients' η at the best step
     best_step: int
     seconds: float
+
+
+def _log_where(x, mask):
+    """log(x) in the columns where ``mask`` is set, x elsewhere."""
+    return jnp.where(mask, jnp.log(jnp.where(mask, x, 1.0)), x)
 
 
 def _feature_matrix(features, names):
@@ -102,7 +106,7 @@ def train_covariate_network(model, train, features, *, parameters, valid=None, f
     features) of held-out patients for early stopping."""
     import optax
     import pandas as pd
-    from .train import _encode, early_stopping
+    from .train import _encode, early_stopping, joint_loss
 
     if form not in ("mlp", "power"):
         raise ModelError(f"train_covariate_network: form={form!r}; expected 'mlp' or 'power'." + did_you_mean(str(form), ["mlp", "power"]))
@@ -120,7 +124,7 @@ def train_covariate_network(model, train, features, *, parameters, valid=None, f
     x_train = _aligned(train, features, names)
     data, spec, n_obs = _encode(model, train, simulate_options)
     log_feat = np.all(x_train > 0, axis=0)
-    xt = np.where(log_feat, np.log(np.where(log_feat, x_train, 1.0)), x_train)
+    xt = np.asarray(_log_where(x_train, log_feat))
     centre, spread = xt.mean(axis=0), np.where(xt.std(axis=0) > 0, xt.std(axis=0), 1.0)
     net = _network(form, len(names), len(parameters), width, depth, key)
     embed = jnp.stack([jnp.eye(len(model.parameter_names))[model.parameter_index(p)] for p in parameters], axis=1)
@@ -132,37 +136,24 @@ def train_covariate_network(model, train, features, *, parameters, valid=None, f
 
     def loss(w, eta, d, x, n):
         theta = jax.vmap(eqx.combine(w, static))(x) * jnp.exp(eta @ spec.embed.T)
-        errors = spec.errors()
-        ll = jax.vmap(lambda th, di: spec.log_likelihood(th, errors, di))(theta, d)
-        return -(jnp.sum(ll) + jnp.sum(jstats.norm.logpdf(eta, 0.0, spec.omega))) / n
+        return joint_loss(spec, theta, eta, d, n)
 
     params = {"w": weights, "eta": jnp.zeros((x_train.shape[0], len(spec.names)))}
-    optimiser = optax.adam(learning_rate)
-    state = optimiser.init(params)
     xj = jnp.asarray(x_train)
 
-    @eqx.filter_jit
-    def step(p, s):
-        def objective(p):
-            penalty = l2 * sum(jnp.sum(v ** 2) for v in jax.tree.leaves(p["w"]))
-            return loss(p["w"], p["eta"], data, xj, n_obs) + penalty
-        value, grad = jax.value_and_grad(objective)(p)
-        grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
-        updates, s = optimiser.update(grad, s, p)
-        return optax.apply_updates(p, updates), s, value
-
-    held_out = None
+    held = None
     if valid is not None:
         v_set, v_features = valid
         v_data, _, v_obs = _encode(model, v_set, simulate_options, opts=spec.opts)
         xv = jnp.asarray(_aligned(v_set, v_features, names))
         eta0 = jnp.zeros((xv.shape[0], len(spec.names)))
-        held_out = eqx.filter_jit(lambda w: loss(w, eta0, v_data, xv, v_obs))
+        held = eqx.filter_jit(lambda p: loss(p["w"], eta0, v_data, xv, v_obs))
 
     t0 = time.perf_counter()
-    held = (lambda p: held_out(p["w"])) if held_out is not None else None
-    best, history, best_step = early_stopping(step, params, state, held, steps=steps, eval_every=eval_every,
-                                              patience=patience, desc=f"covariate network ({form})", progress=progress)
+    best, history, best_step = early_stopping(lambda p: loss(p["w"], p["eta"], data, xj, n_obs), params,
+                                              optax.adam(learning_rate), held, l2=l2, steps=steps,
+                                              eval_every=eval_every, patience=patience,
+                                              desc=f"covariate network ({form})", progress=progress)
     return CovariateFit(network=eqx.combine(best["w"], static), history=history,
                         eta=np.asarray(best["eta"]), best_step=best_step, seconds=time.perf_counter() - t0)
 
@@ -170,11 +161,5 @@ def train_covariate_network(model, train, features, *, parameters, valid=None, f
 def _network(form, n_in, n_out, width, depth, key):
     """Zero-initialised output layer: the untrained network is the population's typical patient."""
     if form == "power":
-        layer = eqx.nn.Linear(n_in, n_out, key=jax.random.key(0))
-        return eqx.tree_at(lambda m: (m.weight, m.bias), layer,
-                           (jnp.zeros((n_out, n_in)), jnp.zeros(n_out)))
-    mlp = eqx.nn.MLP(n_in, n_out, width, depth, activation=jax.nn.softplus, key=key)
-    mlp = jax.tree.map(lambda v: v.astype(jnp.float64) if eqx.is_inexact_array(v) else v, mlp)
-    last = mlp.layers[-1]
-    return eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), mlp,
-                       (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+        return zero_output(eqx.nn.Linear(n_in, n_out, key=jax.random.key(0), dtype=jnp.float64))
+    return zero_output(eqx.nn.MLP(n_in, n_out, width, depth, activation=jax.nn.softplus, key=key, dtype=jnp.float64))

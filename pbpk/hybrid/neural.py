@@ -103,6 +103,15 @@ class NeuralResidual(eqx.Module):
         return out
 
 
+def zero_output(net):
+    """``net`` (an equinox Linear or MLP) with its output layer zeroed: it starts as the zero
+    function, so a model that adds it starts as the model without it."""
+    layer = (lambda m: m.layers[-1]) if isinstance(net, eqx.nn.MLP) else (lambda m: m)
+    last = layer(net)
+    return eqx.tree_at(lambda m: (layer(m).weight, layer(m).bias), net,
+                       (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+
+
 def build_residual(compiled, declarations: Sequence[NeuralDeclaration]) -> NeuralResidual:
     """The ``NeuralResidual`` of ``declarations`` for a compiled model (names resolved, units
     converted, last layers zero)."""
@@ -137,11 +146,8 @@ def build_residual(compiled, declarations: Sequence[NeuralDeclaration]) -> Neura
         target = parse_unit(state_unit, what="state unit") / parse_unit(compiled.time_unit, what="time unit")
         factor = convert_factor(parse_unit(decl.unit, what=f"neural term on {decl.state!r} unit"), target,
                                 what=f"neural term on {decl.state!r} (unit {decl.unit!r} vs d{decl.state}/dt)")
-        mlp = eqx.nn.MLP(len(sources), "scalar", decl.width, decl.depth, activation=_ACTIVATIONS[decl.activation],
-                         key=decl.key, dtype=jnp.float64)
-        last = mlp.layers[-1]
-        mlp = eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), mlp,
-                          (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+        mlp = zero_output(eqx.nn.MLP(len(sources), "scalar", decl.width, decl.depth,
+                                     activation=_ACTIVATIONS[decl.activation], key=decl.key, dtype=jnp.float64))
         terms.append(NeuralTerm(mlp=mlp, scale=jnp.asarray(scales, dtype=jnp.float64),
                                 state=compiled.state_names.index(decl.state), sources=tuple(sources),
                                 gate=gate, gate_scale=float(gate_scale),

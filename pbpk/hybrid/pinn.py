@@ -66,6 +66,12 @@ class _Trajectory(eqx.Module):
     def features(self, t):
         return jnp.stack([t / self.span, jnp.log1p(t / self.tau) / jnp.log1p(self.span / self.tau)])
 
+    def input_rate(self, t):
+        """Zero-order input into each state at t (on for start <= t < end, as ``elapsed``)."""
+        since = t - self.jump_time
+        on = (since >= 0) & (since < self.duration)
+        return jnp.sum(jnp.where(on[:, None], self.infusion_rate, 0.0), axis=0)
+
     def __call__(self, t):
         net = self.mlp(self.features(t)) - self.mlp(self.features(jnp.zeros_like(t)))
         jumps = jnp.sum(jnp.where((t >= self.jump_time)[:, None], self.jump, 0.0), axis=0)
@@ -104,14 +110,6 @@ class _Problem(eqx.Module):
         return _Trajectory(mlp, self.model.initial_state(theta, cov), self.scale, self.span, self.tau,
                            d["time"] + lag[d["state"]], jump, rate, d["duration"])
 
-    def input_rate(self, t, theta):
-        f, lag, _, _ = self.model.dose_properties(theta, self.data.covariates)
-        d = self.dose
-        start = d["time"] + lag[d["state"]]
-        on = d["infusion"] & (t >= start) & (t < start + d["duration"])
-        rate = jnp.where(on, d["amount"] / jnp.maximum(d["duration"], 1e-300), 0.0) * f[d["state"]]
-        return jnp.zeros(len(self.model.state_names)).at[d["state"]].add(rate)
-
     def parts(self, mlp, eta):
         """(−log posterior, mean squared dimensionless ODE residual)."""
         from ..inference.logdensity import observation_loglik
@@ -125,7 +123,7 @@ class _Problem(eqx.Module):
 
         def residual(t):
             y, dy = jax.jvp(u, (t,), (jnp.ones_like(t),))
-            return (dy - model.rhs(t, y, theta, cov, self.input_rate(t, theta))) * self.span / (jnp.abs(y) + self.floor)
+            return (dy - model.rhs(t, y, theta, cov, u.input_rate(t))) * self.span / (jnp.abs(y) + self.floor)
 
         return -log_post, jnp.mean(jax.vmap(residual)(self.t_col) ** 2)
 
@@ -139,7 +137,7 @@ class _Problem(eqx.Module):
 
 
 @eqx.filter_jit
-def _run(problem, dynamic, static, state, n_steps, physics_only, optimiser):
+def _run(problem, dynamic, static, state, n_steps, physics_only, optimiser, quasi_newton):
     """``n_steps`` optimiser steps (scanned); returns the new weights and state, the losses and
     the final (−log posterior, ODE residual)."""
 
@@ -148,32 +146,23 @@ def _run(problem, dynamic, static, state, n_steps, physics_only, optimiser):
 
     def body(carry, _):
         d, s = carry
-        if isinstance(optimiser, _LBFGS):
+        if quasi_newton:
             v, g = optax.value_and_grad_from_state(value)(d, state=s)
-            updates, s = optimiser.transform.update(g, s, d, value=v, grad=g, value_fn=value)
+            updates, s = optimiser.update(g, s, d, value=v, grad=g, value_fn=value)
         else:
             v, g = jax.value_and_grad(value)(d)
-            updates, s = optimiser.transform.update(g, s, d)
+            updates, s = optimiser.update(g, s, d)
         return (optax.apply_updates(d, updates), s), v
 
     (dynamic, state), values = jax.lax.scan(body, (dynamic, state), None, length=n_steps)
     return dynamic, state, values, jnp.stack(problem.parts(*eqx.combine(dynamic, static)))
 
 
-class _Adam(eqx.Module):
-    transform: optax.GradientTransformation = eqx.field(static=True)
-
-
-class _LBFGS(eqx.Module):
-    transform: optax.GradientTransformation = eqx.field(static=True)
-
-
 @functools.lru_cache(maxsize=None)
 def _optimisers(learning_rate, steps):
-    """Built once per setting: the jitted training loop is keyed on them, so every patient after
-    the first reuses its compilation."""
-    adam = _Adam(optax.adam(optax.cosine_decay_schedule(learning_rate, max(steps, 1), alpha=1e-2)))
-    return adam, _LBFGS(optax.lbfgs())
+    """Built once per setting: the jitted training loop is keyed on the transforms' functions, so
+    every patient after the first reuses its compilation."""
+    return optax.adam(optax.cosine_decay_schedule(learning_rate, max(steps, 1), alpha=1e-2)), optax.lbfgs()
 
 
 def _dose_arrays(data):
@@ -242,8 +231,7 @@ def fit_pinn(model, data, *, key, subject=None, covariates=None, priors=None, wi
     enc = encode_subject(model, select_subject(model, data, subject), covariates=covariates)
     problem = _problem(model, enc, density_spec(model, None, priors=priors), collocation, ode_weight, state_scale,
                        relative_floor)
-    mlp = eqx.nn.MLP(2, len(model.state_names), width, depth, activation=jnp.tanh, key=key)
-    mlp = jax.tree.map(lambda x: x.astype(jnp.float64) if eqx.is_inexact_array(x) else x, mlp)
+    mlp = eqx.nn.MLP(2, len(model.state_names), width, depth, activation=jnp.tanh, key=key, dtype=jnp.float64)
     dynamic, static = eqx.partition((mlp, jnp.zeros(len(problem.spec.names))), eqx.is_inexact_array)
 
     t0 = time.perf_counter()
@@ -252,10 +240,11 @@ def fit_pinn(model, data, *, key, subject=None, covariates=None, priors=None, wi
     bar = _progress(progress, pretrain + steps + polish)
     for phase, physics_only, optimiser, total in (("physics", True, lbfgs, pretrain), ("adam", False, adam, steps),
                                                   ("lbfgs", False, lbfgs, polish)):
-        state = optimiser.transform.init(dynamic)
+        state = optimiser.init(dynamic)
         chunk = max(-(-total // 10), 1)
         for _ in range(0, total, chunk):
-            dynamic, state, values, (nlp, ode) = _run(problem, dynamic, static, state, chunk, physics_only, optimiser)
+            dynamic, state, values, (nlp, ode) = _run(problem, dynamic, static, state, chunk, physics_only, optimiser,
+                                                      optimiser is lbfgs)
             step = (records[-1][1] if records else 0) + chunk
             records.append((phase, step, float(values[-1]), float(nlp), float(ode)))
             bar.update(chunk)

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import DataError, ModelError
 from .neural import NeuralResidual
 
-__all__ = ["HybridFit", "train_hybrid", "population_loss", "early_stopping"]
+__all__ = ["HybridFit", "train_hybrid", "population_loss", "joint_loss", "early_stopping"]
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,13 @@ def _encode(model, dataset, simulate_options, opts=None):
 def population_loss(spec, residual, eta, data, n_observed):
     """−(log likelihood + log prior of η) per observation for patients with parameters ``eta``."""
     spec = eqx.tree_at(lambda s: s.model.residual, spec, residual)
+    return joint_loss(spec, spec.theta(eta), eta, data, n_observed)
+
+
+def joint_loss(spec, theta, eta, data, n_observed):
+    """−(log likelihood at ``theta`` + log prior of ``eta``) per observation, over patients."""
     errors = spec.errors()
-    ll = jax.vmap(lambda th, d: spec.log_likelihood(th, errors, d))(spec.theta(eta), data)
+    ll = jax.vmap(lambda th, d: spec.log_likelihood(th, errors, d))(theta, data)
     lp = jnp.sum(jstats.norm.logpdf(eta, 0.0, spec.omega))
     return -(jnp.sum(ll) + lp) / n_observed
 
@@ -83,44 +88,47 @@ def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: f
         valid_set = (v_data, v_spec, n_valid, jnp.zeros((len(list(valid)), len(v_spec.names))))
     weights, static = eqx.partition(model.residual, eqx.is_inexact_array)
     params = {"w": weights, "eta": jnp.zeros((len(list(train)), len(spec.names)))}
-    optimiser = optax.adam(learning_rate)
-    state = optimiser.init(params)
 
     def objective(p):
-        residual = eqx.combine(p["w"], static)
         eta = p["eta"] if estimate_eta else jax.lax.stop_gradient(p["eta"])
-        penalty = l2 * sum(jnp.sum(w ** 2) for w in jax.tree.leaves(p["w"]))
-        return population_loss(spec, residual, eta, data, n_train) + penalty
+        return population_loss(spec, eqx.combine(p["w"], static), eta, data, n_train)
 
     @eqx.filter_jit
-    def step(p, s):
-        loss, grad = jax.value_and_grad(objective)(p)
-        grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
-        updates, s = optimiser.update(grad, s, p)
-        return optax.apply_updates(p, updates), s, loss
-
-    @eqx.filter_jit
-    def held_out(w):
+    def held_out(p):
         v_data, v_spec, n_valid, eta0 = valid_set
-        return population_loss(v_spec, eqx.combine(w, static), eta0, v_data, n_valid)
+        return population_loss(v_spec, eqx.combine(p["w"], static), eta0, v_data, n_valid)
 
     t0 = time.perf_counter()
-    held = (lambda p: held_out(p["w"])) if valid_set else None
-    best, history, best_step = early_stopping(step, params, state, held, steps=steps, eval_every=eval_every,
-                                              patience=patience, desc=f"training {model.name}", progress=progress)
+    best, history, best_step = early_stopping(objective, params, optax.adam(learning_rate),
+                                              held_out if valid_set else None, l2=l2, steps=steps,
+                                              eval_every=eval_every, patience=patience, desc=f"training {model.name}",
+                                              progress=progress)
     trained = model.with_residual(eqx.combine(best["w"], static))
     return HybridFit(model=trained, history=history, eta=np.asarray(best["eta"]), best_step=best_step,
                      seconds=time.perf_counter() - t0)
 
 
-def early_stopping(step, params, state, held_out, *, steps, eval_every, patience, desc, progress):
-    """Run ``step(params, state) -> (params, state, loss)`` up to ``steps`` times; every
-    ``eval_every`` steps score ``held_out(params)`` (the training loss when None) and stop after
-    ``patience`` scores without improvement.  Returns the best parameters, the history
-    (DataFrame: step, train, valid) and the best step."""
+def early_stopping(objective, params, optimiser, held_out, *, l2, steps, eval_every, patience, desc, progress):
+    """Minimise ``objective(params) + l2·Σ params["w"]²`` with the optax ``optimiser`` for up to
+    ``steps`` steps (non-finite gradient entries are zeroed); every ``eval_every`` steps score
+    ``held_out(params)`` (the training loss when None) and stop after ``patience`` scores without
+    improvement.  ``params`` is {"w": weights, "eta": training patients' η}.  Returns the best
+    parameters, the history (DataFrame: step, train, valid) and the best step."""
+    import optax
     import pandas as pd
     from tqdm.auto import tqdm
 
+    def penalised(p):
+        return objective(p) + l2 * sum(jnp.sum(w ** 2) for w in jax.tree.leaves(p["w"]))
+
+    @eqx.filter_jit
+    def step(p, s):
+        loss, grad = jax.value_and_grad(penalised)(p)
+        grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
+        updates, s = optimiser.update(grad, s, p)
+        return optax.apply_updates(p, updates), s, loss
+
+    state = optimiser.init(params)
     rows, best, best_loss, best_step, waited = [], params, np.inf, 0, 0
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress)
     for i in bar:

@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from validation.hybrid._cohort import bolus_records
+
 SOURCE = "issue 7 acceptance (known ground truth)"
 TIMES = (0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0)
 EARLY = 3
@@ -46,7 +48,6 @@ def spec(kind, key=None):
 
 def cohort(truth, n, seed, doses=(100.0, 200.0, 400.0)):
     import jax
-    import pandas as pd
 
     import pbpk
 
@@ -57,11 +58,7 @@ def cohort(truth, n, seed, doses=(100.0, 200.0, 400.0)):
                          params=pop, rtol=1e-10, atol=1e-12)
     true = np.asarray(sol["Cp"])
     y = true * (1 + 0.1 * rng.normal(size=true.shape))
-    rows = []
-    for i in range(n):
-        rows.append(dict(ID=i + 1, TIME=0.0, AMT=dose[i], DV=np.nan, EVID=1, CMT="central"))
-        rows += [dict(ID=i + 1, TIME=t, AMT=0.0, DV=float(v), EVID=0, CMT="Cp") for t, v in zip(TIMES, y[i])]
-    return pd.DataFrame(rows), np.asarray(pop.theta), dose, true
+    return bolus_records(dose, TIMES, y), np.asarray(pop.theta), dose, true
 
 
 def forecasts(model, df, dose, ids, extrapolate=None):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from validation.hybrid._cohort import bolus_records
+
 SOURCE = "issue 7 acceptance (known ground truth)"
 TIMES = (1.0, 4.0, 12.0, 24.0)
 DOSE = 100.0
@@ -50,7 +52,6 @@ def patients(n, seed):
 
 
 def dataset(model, cl, v, seed):
-    import pandas as pd
 
     import pbpk
 
@@ -59,11 +60,7 @@ def dataset(model, cl, v, seed):
     true = np.asarray(model.simulate(pbpk.Bolus(DOSE, "central"), np.asarray(TIMES), params=theta,
                                      rtol=1e-10, atol=1e-12)["Cp"])
     y = true * (1 + 0.1 * rng.normal(size=true.shape))
-    rows = []
-    for i in range(len(cl)):
-        rows.append(dict(ID=i + 1, TIME=0.0, AMT=DOSE, DV=np.nan, EVID=1, CMT="central"))
-        rows += [dict(ID=i + 1, TIME=t, AMT=0.0, DV=float(c), EVID=0, CMT="Cp") for t, c in zip(TIMES, y[i])]
-    return pbpk.read_nonmem(pd.DataFrame(rows), model)
+    return pbpk.read_nonmem(bolus_records(DOSE, TIMES, y), model)
 
 
 def auc24(model, theta):

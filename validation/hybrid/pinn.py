@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from validation.hybrid._cohort import bolus_records
+
 SOURCE = "issue 7 acceptance (known ground truth; ODE-based MAP on the same posterior)"
 TIMES = (0.25, 1.0, 2.0, 4.0, 8.0, 24.0)
 DOSE = 100.0
@@ -41,7 +43,6 @@ def spec():
 
 def cohort(model, n, seed):
     import jax
-    import pandas as pd
 
     import pbpk
 
@@ -49,11 +50,7 @@ def cohort(model, n, seed):
     pop = model.population(n, jax.random.key(seed))
     sol = model.simulate(pbpk.Bolus(DOSE, "central"), np.asarray(TIMES), params=pop, rtol=1e-10, atol=1e-12)
     y = np.asarray(sol["Cp"]) * (1 + 0.1 * rng.normal(size=sol["Cp"].shape))
-    rows = []
-    for i in range(n):
-        rows.append(dict(ID=i + 1, TIME=0.0, AMT=DOSE, DV=np.nan, EVID=1, CMT="central"))
-        rows += [dict(ID=i + 1, TIME=t, AMT=0.0, DV=float(v), EVID=0, CMT="Cp") for t, v in zip(TIMES, y[i])]
-    return pbpk.read_nonmem(pd.DataFrame(rows), model), np.asarray(pop.theta)
+    return pbpk.read_nonmem(bolus_records(DOSE, TIMES, y), model), np.asarray(pop.theta)
 
 
 def main(quick: bool = False) -> None:
