@@ -21,6 +21,7 @@ $(VENV)/.all: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.dev
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet "torch==2.13.0"
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 

@@ -1,6 +1,6 @@
 """Dosing control: cycle-by-cycle simulation from a state, clinical dose-modification rules as
-data compiled to jit-able logic (the standard-protocol baseline and the shields of later
-agents)."""
+data compiled to jit-able logic, and the dosing environments (pure JAX, exported to torchrl)
+with the three clinical cases."""
 
 from .cycles import CycleSimulator as CycleSimulator
 from .rules import CumulativeCap as CumulativeCap
@@ -9,3 +9,12 @@ from .rules import Protocol as Protocol
 from .rules import ProtocolResult as ProtocolResult
 from .rules import ReduceAfter as ReduceAfter
 from .constraints import ExposureLimit as ExposureLimit
+from .env import DosingEnv as DosingEnv
+from .env import EnvState as EnvState
+from .env import Limit as Limit
+from .env import Patients as Patients
+from .env import Reward as Reward
+from .env import Sample as Sample
+from .cases import chemotherapy_env as chemotherapy_env
+from .cases import nanoparticle_env as nanoparticle_env
+from .cases import radioligand_env as radioligand_env

@@ -1,0 +1,184 @@
+"""Dosing environments: the JAX step against a SciPy reference step, costs against analytic
+crossings, observation noise and missingness against their declared rates, and the torchrl export
+through torchrl's own spec checker and collector."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from pbpk.control import DosingEnv, Limit, Patients, Reward, Sample, chemotherapy_env, nanoparticle_env
+from pbpk.errors import ModelError
+from pbpk.models.compartmental import one_compartment_iv
+
+
+@pytest.fixture(scope="module")
+def chemo():
+    return chemotherapy_env()
+
+
+def scipy_cycle(model, theta, cov, y0, into, amount, infusion_h, length_h, times_h):
+    """The reference step: LSODA-free Radau at rtol 1e-10 on the model's own right-hand side,
+    the infusion as a separate segment."""
+    rhs = jax.jit(lambda t, y, r: model.rhs(t, y, theta, cov, r))
+    rate = np.zeros(len(y0))
+    rate[model.state_names.index(into)] = amount / infusion_h
+    f = lambda r: (lambda t, y: np.asarray(rhs(t, y, r)))
+    first = solve_ivp(f(rate), (0.0, infusion_h), y0, method="Radau", rtol=1e-10, atol=1e-12, dense_output=True)
+    second = solve_ivp(f(0 * rate), (infusion_h, length_h), first.y[:, -1], method="Radau", rtol=1e-10, atol=1e-12,
+                       dense_output=True)
+    ys = np.stack([first.sol(t) if t <= infusion_h else second.sol(t) for t in times_h])
+    return ys, second.y[:, -1]
+
+
+def one_patient(env, key=1):
+    pats = Patients.from_population(env.model.population(1, jax.random.key(key)))
+    return pats, pats.theta[0], pats.covariates[0]
+
+
+def test_chemotherapy_step_equals_scipy(chemo):
+    """The partitioned step (exact PK, Tsit5 PD) against Radau on the whole model, 100 mg/m²."""
+    assert chemo.sim.partitioned
+    pats, theta, cov = one_patient(chemo)
+    _, state = chemo.reset(jax.random.key(0), pats)
+    action = int(np.flatnonzero(np.asarray(chemo.doses) == 100.0)[0])
+    _, new, reward, cost, term, trunc, info = eqx.filter_jit(chemo.step_env)(jax.random.key(2), state, action)
+    amount = 100.0 * 1.8
+    grid_h = np.asarray(chemo.sim.grid)
+    ys, y_end = scipy_cycle(chemo.model, theta, cov, np.asarray(state.y), "central", amount, 1.0, 504.0, grid_h)
+    np.testing.assert_allclose(np.asarray(new.y), y_end, rtol=2e-5, atol=1e-8)
+    sld = [float(chemo.model.observe(t, y, theta, cov)[2]) for t, y in ((0.0, ys[0]), (504.0, y_end))]
+    assert float(reward) == pytest.approx((sld[0] - sld[1]) / float(state.reference), rel=1e-4)
+    anc = np.asarray([float(chemo.model.observe(t, y, theta, cov)[1]) for t, y in zip(grid_h, ys)])
+    days_below = np.sum(np.where(anc < 0.5, np.diff(grid_h, append=grid_h[-1]) / 24.0, 0.0))
+    assert bool(info["violations"][0]) == (days_below > 7.0)
+    assert float(cost) == float(days_below > 7.0) and not bool(trunc) and not bool(term)
+
+
+def test_nanoparticle_step_equals_scipy():
+    """The exact (matrix-exponential) step of the linear liposomal model against Radau."""
+    env = nanoparticle_env()
+    assert env.sim.exact
+    pats, theta, cov = one_patient(env)
+    _, state = env.reset(jax.random.key(0), pats)
+    action = env.standard                                  # 40 mg/m² every 28 days
+    _, new, reward, *_ = eqx.filter_jit(env.step_env)(jax.random.key(2), state, action)
+    grid_h = np.asarray(env.sim.grid)
+    amount = 40.0 * float(pats.bsa[0])
+    ys, y_end = scipy_cycle(env.model, theta, cov, np.asarray(state.y), "liposomal", amount, 1.0, 672.0, grid_h)
+    np.testing.assert_allclose(np.asarray(new.y), y_end, rtol=1e-6, atol=1e-10)
+    i = env.model.observation_names.index("C_tumour")
+    c = np.asarray([float(env.model.observe(t, y, theta, cov)[i]) for t, y in zip(grid_h, ys)])
+    assert float(reward) == pytest.approx(np.trapezoid(c, grid_h / 24.0), rel=1e-6)
+
+
+def analytic_env(limit, dose, grid_hours=1.0):
+    """One compartment, CL 5 L/h, V 50 L (k = 0.1/h): C(t) = dose/50·e^(−0.1t)."""
+    model = one_compartment_iv(iiv=False).compile()
+    return DosingEnv(model, doses=(dose,), dose_unit="mg", into="central", interval_days=3.0, horizon=2,
+                     samples=(Sample("Cp", days=(1.0,)),), reward=Reward("Cp", "auc"), limits=(limit,),
+                     grid_hours=grid_hours)
+
+
+@pytest.mark.parametrize("c0, expected", [(1.01, 1.0), (0.99, 0.0)])
+def test_cost_exactly_when_a_peak_crosses(c0, expected):
+    env = analytic_env(Limit("Cp", 1.0, "above"), c0 * 50.0)
+    pats = Patients.typical(env.model)
+    _, state = env.reset(jax.random.key(0), pats)
+    _, _, _, cost, *_ = env.step_env(jax.random.key(1), state, 0)
+    assert float(cost) == expected
+
+
+@pytest.mark.parametrize("hours_above, expected", [(27.0, 1.0), (21.0, 0.0)])
+def test_cost_exactly_when_a_duration_is_exceeded(hours_above, expected):
+    """Above 1 mg/L for ln(C0)/0.1 h; the limit allows one day."""
+    c0 = np.exp(0.1 * hours_above)
+    env = analytic_env(Limit("Cp", 1.0, "above", longer_than_days=1.0), c0 * 50.0)
+    _, state = env.reset(jax.random.key(0), Patients.typical(env.model))
+    _, _, reward, cost, *_ = env.step_env(jax.random.key(1), state, 0)
+    assert float(cost) == expected
+    k = 0.1
+    auc_days = c0 / k * (1 - np.exp(-k * 72.0)) / 24.0
+    assert float(reward) == pytest.approx(auc_days, rel=2e-3)     # trapezoid on a 1-h grid
+
+
+def test_noise_and_missing_samples_follow_their_declared_rates():
+    """Proportional error 10 %: the relative deviations' SD within 3 Monte Carlo SEs; 30 % missing
+    within 3 binomial SEs (n = 4000)."""
+    model = one_compartment_iv(iiv=False).compile()
+    env = DosingEnv(model, doses=(100.0,), dose_unit="mg", into="central", interval_days=1.0, horizon=1,
+                    samples=(Sample("Cp", days=(0.5,), missing=0.3),), reward=Reward("Cp", "auc"))
+    pats = Patients.typical(model)
+    n = 4000
+    _, state = env.reset_batch(jax.random.key(0), pats, n)
+    obs, *_ = jax.vmap(env.step_env)(jax.random.split(jax.random.key(1), n), state, jnp.zeros(n, int))
+    value, missing = np.asarray(obs[:, 0]), np.asarray(obs[:, 1]).astype(bool)
+    assert abs(missing.mean() - 0.3) < 3 * np.sqrt(0.3 * 0.7 / n)
+    truth = 100.0 / 50.0 * np.exp(-0.1 * 12.0)
+    rel = value[~missing] / truth - 1.0
+    assert abs(rel.std() - 0.1) < 3 * 0.1 / np.sqrt(2 * rel.size)
+    assert np.all(value[missing] == 0.0)
+
+
+def test_episode_ends_at_the_horizon_and_auto_resets(chemo):
+    pats = Patients.from_population(chemo.model.population(5, jax.random.key(3)))
+    obs, state = chemo.reset(jax.random.key(0), pats)
+    step = eqx.filter_jit(chemo.step)
+    total = 0.0
+    for k in range(chemo.horizon):
+        assert int(state.cycle) == k
+        obs, state, reward, cost, term, trunc, info = step(jax.random.key(k), state, chemo.standard, pats)
+        total += float(reward)
+    assert bool(term) and not bool(trunc)
+    assert int(state.cycle) == 0 and float(state.cumulative_dose) == 0.0 and float(state.time) == 0.0
+    assert float(info["episode_reward"]) == pytest.approx(total, rel=1e-12)
+
+
+def test_standard_protocol_matches_the_rule_based_protocol(chemo):
+    """Six cycles of 75 mg/m² in the environment = the same course through ``Protocol`` (no rules)."""
+    from pbpk.control import Protocol
+
+    pats = Patients.from_population(chemo.model.population(1, jax.random.key(4)))
+    _, state = chemo.reset(jax.random.key(0), pats)
+    for k in range(6):
+        _, state, *_ = chemo.step_env(jax.random.key(k), state, chemo.standard)
+    res = Protocol(levels=(75.0,), cycles=6, infusion_hours=1.0).run(chemo.model, pats.theta[0], bsa=1.8)
+    sixth = 5                                         # the protocol then runs on, undosed, for its hold budget
+    sld = np.asarray(res["SLD"])[sixth][np.asarray(res.inside)[sixth]]
+    end = float(chemo.model.observe(state.time, state.y, state.theta, state.covariates)[2])
+    assert end == pytest.approx(sld[-1], rel=1e-4)
+
+
+def test_bad_declarations_name_the_problem(chemo):
+    with pytest.raises(ModelError, match="ANC"):
+        DosingEnv(chemo.model, doses=(75.0,), dose_unit="mg/m^2", into="central", interval_days=21, horizon=2,
+                  samples=(Sample("ANK", days=(7.0,)),), reward=Reward("SLD"))
+    with pytest.raises(ModelError, match="not among the actions"):
+        DosingEnv(chemo.model, doses=(75.0,), dose_unit="mg/m^2", into="central", interval_days=21, horizon=2,
+                  samples=(Sample("ANC", days=(7.0,)),), reward=Reward("SLD"), standard=(80.0, 21.0))
+    with pytest.raises(ModelError, match="kind"):
+        Reward("SLD", "shrink")
+    with pytest.raises(ModelError, match="side"):
+        Limit("ANC", 0.5, "under")
+
+
+def test_torchrl_export_passes_check_env_specs_and_collects(chemo):
+    pytest.importorskip("torchrl")
+    import torch
+    from torchrl.collectors import Collector
+    from torchrl.envs.utils import check_env_specs
+
+    pats = Patients.from_population(chemo.model.population(50, jax.random.key(1)))
+    tenv = chemo.to_torchrl(pats, batch_size=4, seed=0)
+    check_env_specs(tenv)
+    td = tenv.rollout(chemo.horizon, policy=lambda td: td.set("action", torch.full((4,), chemo.standard)))
+    assert td["next", "done"][:, -1].all() and not td["next", "done"][:, :-1].any()
+    # the top-level cost is the JAX cost of the same steps: grade-4 > 7 d episodes, 0/1 per cycle
+    assert set(td["next", "cost"].unique().tolist()) <= {0.0, 1.0}
+    collector = Collector(tenv, policy=None, frames_per_batch=4 * (chemo.horizon + 2), total_frames=8 * (chemo.horizon + 2))
+    batches = list(collector)
+    assert len(batches) == 2 and all(b.batch_size == torch.Size([4, chemo.horizon + 2]) for b in batches)
+    cycles = np.asarray(tenv.state.cycle)
+    assert cycles.max() < chemo.horizon            # partial resets restarted the finished episodes
