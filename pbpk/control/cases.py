@@ -2,7 +2,7 @@
 
 | case | action | reward | costs |
 |---|---|---|---|
-| chemotherapy (TNBC, docetaxel q3w) | dose level 0/60/75/100 mg/m² | tumour shrinkage (SLD, fraction of baseline) | grade-4 neutropenia lasting > 7 days |
+| chemotherapy (TNBC, docetaxel q3w) | dose 0/40/50/60/75/100 mg/m² | tumour shrinkage (SLD, fraction of baseline) | grade-4 neutropenia lasting > 7 days |
 | radioligand (177Lu-PSMA q6w) | activity 0/3.7/5.55/7.4/9.25 GBq | tumour BED (Gy/10) | kidney BED > 40 Gy; salivary dose > 25 Gy |
 | nanoparticle (PEGylated liposomal doxorubicin) | dose 0–50 mg/m² × interval 14/21/28 d | tumour exposure (AUC of C_tumour) | peak skin above the 90th percentile under 40 mg/m² q4w; cumulative anthracycline > 450 mg/m² |
 
@@ -18,7 +18,7 @@ from .env import DosingEnv, Limit, Reward, Sample
 __all__ = ["chemotherapy_env", "nanoparticle_env", "radioligand_env"]
 
 
-def chemotherapy_env(model=None, *, doses=(0.0, 60.0, 75.0, 100.0), cycles: int = 6, missing: float = 0.0,
+def chemotherapy_env(model=None, *, doses=(0.0, 40.0, 50.0, 60.0, 75.0, 100.0), cycles: int = 6, missing: float = 0.0,
                      grid_hours: float = 6.0, standard: float = 75.0) -> DosingEnv:
     """Docetaxel every 3 weeks for a TNBC patient (``tnbc_docetaxel_patient``: Bruno PK → Kloft
     neutropenia and Claret tumour size).
@@ -30,6 +30,8 @@ def chemotherapy_env(model=None, *, doses=(0.0, 60.0, 75.0, 100.0), cycles: int 
     docetaxel label's trigger for a dose reduction (grade-4 neutropenia lasting > 7 days).  Any
     grade-4 episode would be the stricter choice, but at 75 mg/m² about half the patients have
     one, and the label does not treat it as dose-limiting.  The standard protocol is 75 mg/m².
+    The label's levels are 100/75/60; 40 and 50 are offered too, because below 60 the label
+    stops treatment while a personalised plan may prefer a lower dose to none.
     """
     from ..models.tnbc import tnbc_docetaxel_patient
 

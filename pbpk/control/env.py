@@ -307,7 +307,7 @@ class DosingEnv(eqx.Module):
         grid_obs = jnp.concatenate([grid_obs, grid_y], -1)
         grid_obs = jnp.where(jnp.isfinite(grid_obs), grid_obs, 0.0)
         obs_end = self._values(state.time + interval, y_end, state.theta, state.covariates)
-        reward = self._reward(state, grid_obs, obs_end, inside)
+        reward = self._reward(state.reference, grid_obs, obs_end, inside)
         violated = self._violations(grid_obs, inside)
         cost = jnp.sum(violated).astype(jnp.float64)
         time = state.time + interval
@@ -323,6 +323,26 @@ class DosingEnv(eqx.Module):
         info = {"violations": violated, "dose": dose, "interval_days": interval / self.day, "solver_ok": ok,
                 "episode_reward": new.episode_reward, "episode_cost": new.episode_cost}
         return obs, new, reward, cost, terminated, truncated, info
+
+    # ------------------------------------------------------------------ reading the observation
+    def sample_slot(self, observation: str, day: float) -> int:
+        """Position in the observation vector of ``observation`` sampled on ``day``."""
+        k = 0
+        for s in self.samples:
+            for d in s.days:
+                if s.observation == observation and np.isclose(d, day):
+                    return k
+                k += 1
+        offered = [(s.observation, d) for s in self.samples for d in s.days]
+        raise ModelError(f"DosingEnv: no sample of {observation!r} on day {day:g}; the samples are {offered}."
+                         + did_you_mean(observation, [s.observation for s in self.samples]))
+
+    def decode(self, obs, slot: int):
+        """The sample at ``slot`` back in its observation's unit (NaN when missing)."""
+        spec = [s for s in self.samples for _ in s.days][slot]
+        n = int(self.sample_index.shape[0])
+        value = jnp.exp(obs[..., slot]) if spec.log else obs[..., slot]
+        return jnp.where(obs[..., n + slot] > 0, jnp.nan, value * spec.scale)
 
     # ------------------------------------------------------------------ batched conveniences
     @eqx.filter_jit
@@ -356,7 +376,7 @@ class DosingEnv(eqx.Module):
     def _reward_index(self) -> int:
         return self._names.index(self.reward.observation)
 
-    def _reward(self, state, grid_obs, obs_end, inside):
+    def _reward(self, reference, grid_obs, obs_end, inside):
         i, r = self._reward_index, self.reward
         start = grid_obs[0, i]
         if r.kind == "decrease":
@@ -368,7 +388,7 @@ class DosingEnv(eqx.Module):
             y = jnp.where(inside, grid_obs[:, i], 0.0)
             value = jnp.sum(jnp.where(inside[1:], 0.5 * (y[1:] + y[:-1]) * jnp.diff(t), 0.0))
         value = value / r.scale
-        return value / jnp.maximum(state.reference, 1e-300) if r.relative else value
+        return value / jnp.maximum(reference, 1e-300) if r.relative else value
 
     def _violations(self, grid_obs, inside):
         dt = jnp.diff(self.sim.grid, append=self.sim.grid[-1]) / self.day

@@ -78,6 +78,7 @@ class ScipyChemoEnv:
         self.obs_index = {n: i for i, n in enumerate(m.observation_names)}
         self.observe, self.initial = _numpy_observe(m)
         self.rng = np.random.default_rng(0)
+        self.top = int(np.argmax(np.asarray(env.doses)))          # the 100 mg/m² action
 
     def reset(self, seed=None, theta=None):
         m = self.model
@@ -135,12 +136,12 @@ def time_scipy(env_cls_args, steps: int):
     env = ScipyChemoEnv(*env_cls_args[0], **env_cls_args[1])
     rng = np.random.default_rng(1)
     env.reset(seed=0)
-    env.step(3)
+    env.step(env.top)
     done, n = False, 0
     start = time.perf_counter()
     env.reset(seed=1)
     while n < steps:
-        _, _, done, _, _ = env.step(int(rng.integers(0, 4)))
+        _, _, done, _, _ = env.step(int(rng.integers(0, env.env.action_space.n)))
         n += 1
         if done:
             env.reset()
@@ -195,9 +196,9 @@ def check_baseline_agrees(env, rhs, numba: bool) -> float:
 
     sp_env = ScipyChemoEnv(env, rhs, numba=numba)
     sp_env.reset(theta=np.asarray(env.model.theta))
-    _, _, _, _, info = sp_env.step(3)
+    _, _, _, _, info = sp_env.step(sp_env.top)
     _, state = env.reset(jax.random.key(0), Patients.typical(env.model))
-    _, new, *_ = env.step_env(jax.random.key(1), state, 3)
+    _, new, *_ = env.step_env(jax.random.key(1), state, sp_env.top)
     y = np.asarray(new.y)
     keep = np.abs(y) > 1e-6
     return float(np.max(np.abs(info["y"][keep] - y[keep]) / np.abs(y[keep])))

@@ -1,0 +1,235 @@
+"""Dosing policies on a ``DosingEnv`` — the classical baselines — and their evaluation on a cohort.
+
+A policy is a pure JAX value with ``init(obs) -> carry`` and ``act(key, carry, obs) -> (action,
+carry)``: what it remembers between cycles is explicit, so a cohort is a ``vmap`` and a course
+a ``lax.scan``, and every policy (fixed plan, label rules, a trained agent wrapped the same way)
+is evaluated by the same ``evaluate`` on the same patients with the same keys.
+
+    FixedSchedule(env, [env.standard] * env.horizon)        the standard protocol
+    LabelRules(env, levels=(100, 75, 60), hold=("ANC", 21, 1.5), reduce=("ANC", 7, 0.5))
+    optimise_schedule(env, patients, key)                   one plan for everyone, by gradient
+                                                            through the simulator (optax)
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..errors import ModelError
+from .env import DosingEnv, Patients
+
+__all__ = ["FixedSchedule", "LabelRules", "Outcome", "evaluate", "optimise_schedule"]
+
+
+def _dose_action(env: DosingEnv, dose: float, interval_days: float | None = None) -> int:
+    table = env.actions
+    match = np.isclose(table["dose"], dose)
+    if interval_days is not None:
+        match &= np.isclose(table["interval_days"], interval_days)
+    if not match.any():
+        raise ModelError(f"no action gives dose {dose:g} {env.dose_unit}"
+                         + (f" every {interval_days:g} days" if interval_days else "")
+                         + f"; the actions are:\n{table.to_string()}")
+    return int(np.flatnonzero(match)[0])
+
+
+class FixedSchedule(eqx.Module):
+    """The same plan for every patient: ``actions[k]`` at step k (the last one repeated)."""
+
+    actions: jax.Array
+
+    def __init__(self, env: DosingEnv, actions):
+        actions = np.asarray(actions, dtype=int).reshape(-1)
+        if actions.size == 0 or actions.min() < 0 or actions.max() >= env.action_space.n:
+            raise ModelError(f"FixedSchedule: actions must be indices 0..{env.action_space.n - 1}; got {actions}.")
+        self.actions = jnp.asarray(actions)
+
+    def init(self, obs):
+        return jnp.zeros((), int)
+
+    def act(self, key, carry, obs):
+        return self.actions[jnp.minimum(carry, self.actions.shape[0] - 1)], carry + 1
+
+
+class LabelRules(eqx.Module):
+    """Dose-modification rules acting on what the clinic observes (the env's samples).
+
+    Start at ``levels[0]``; hold (dose 0) while the pre-dose ``hold`` sample is below its
+    threshold; after a cycle whose ``reduce`` sample is below its threshold, go one level down;
+    below the lowest level, stop treatment.  A missing sample triggers nothing.  Each rule is
+    (observation, sampling day, threshold), the day one of the env's sampling days.
+    """
+
+    level_actions: jax.Array
+    hold_slot: int = eqx.field(static=True)
+    hold_threshold: float = eqx.field(static=True)
+    reduce_slot: int = eqx.field(static=True)
+    reduce_threshold: float = eqx.field(static=True)
+    hold_action: int = eqx.field(static=True)
+    env: DosingEnv
+
+    def __init__(self, env: DosingEnv, levels, *, hold, reduce):
+        self.env = env
+        self.level_actions = jnp.asarray([_dose_action(env, d) for d in levels])
+        self.hold_action = _dose_action(env, 0.0)
+        (self.hold_slot, self.hold_threshold), (self.reduce_slot, self.reduce_threshold) = (
+            (env.sample_slot(name, day), float(thr)) for name, day, thr in (hold, reduce))
+
+    def init(self, obs):
+        return jnp.zeros((), int)                     # the current level
+
+    def act(self, key, level, obs):
+        toxic = self.env.decode(obs, self.reduce_slot) < self.reduce_threshold
+        last_dosed = obs[-1] > 0                      # the reduce sample belongs to a dosed cycle
+        level = level + (toxic & last_dosed).astype(int)
+        stopped = level >= self.level_actions.shape[0]
+        held = self.env.decode(obs, self.hold_slot) < self.hold_threshold
+        action = jnp.where(stopped | held, self.hold_action,
+                           self.level_actions[jnp.minimum(level, self.level_actions.shape[0] - 1)])
+        return action, level
+
+
+class Outcome(eqx.Module):
+    """Per patient: the episode's return (efficacy), its total cost, whether any limit was crossed
+    (and which), the cumulative dose and the actions taken."""
+
+    efficacy: jax.Array
+    cost: jax.Array
+    violated: jax.Array
+    violations: jax.Array
+    cumulative_dose: jax.Array
+    actions: jax.Array
+
+    def summary(self, *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict:
+        """Means with percentile-bootstrap confidence intervals (patients resampled)."""
+        rng = np.random.default_rng(seed)
+        n = self.efficacy.shape[0]
+        idx = rng.integers(0, n, (resamples, n))
+        out = {}
+        for name, v in (("efficacy", self.efficacy), ("violation_rate", self.violated.astype(float)),
+                        ("cumulative_dose", self.cumulative_dose)):
+            v = np.asarray(v, dtype=float)
+            boot = v[idx].mean(axis=1)
+            lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+            out[name] = {"mean": float(v.mean()), "ci": [float(lo), float(hi)]}
+        out["patients"] = int(n)
+        return out
+
+
+def evaluate(env: DosingEnv, policy, patients: Patients, key) -> Outcome:
+    """Run ``policy`` for one episode on every patient of ``patients`` (one each, in order), the
+    same keys for every policy given the same ``key``: paired comparisons."""
+    return _evaluate(env, policy, patients.cohort(), key)
+
+
+@eqx.filter_jit
+def _evaluate(env, policy, cohort, key):
+    n = cohort.theta.shape[0]
+
+    def one(k, pool):
+        k_reset, k_run = jax.random.split(k)
+        obs, state = env.reset(k_reset, pool)
+
+        def step(carry, k_step):
+            obs, state, memory, alive = carry
+            k_act, k_env = jax.random.split(k_step)
+            action, memory = policy.act(k_act, memory, obs)
+            obs2, state2, reward, cost, term, trunc, info = env.step_env(k_env, state, action)
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(alive, a, b), new, old)
+            record = (jnp.where(alive, reward, 0.0), jnp.where(alive, cost, 0.0),
+                      info["violations"] & alive, jnp.where(alive, action, -1))
+            return (keep(obs2, obs), keep(state2, state), memory, alive & ~(term | trunc)), record
+
+        init = (obs, state, policy.init(obs), jnp.array(True))
+        (_, last, _, _), (rewards, costs, violations, actions) = jax.lax.scan(
+            step, init, jax.random.split(k_run, env.horizon))
+        return Outcome(rewards.sum(), costs.sum(), violations.any(), violations.any(axis=0),
+                       last.cumulative_dose, actions)
+
+    return jax.vmap(one)(jax.random.split(key, n), cohort)
+
+
+# ----------------------------------------------------------------------------- schedule optimisation
+def optimise_schedule(env: DosingEnv, patients: Patients, key, *, violation_rate: float = 0.01,
+                      steps: int = 300, learning_rate: float = 0.05, sharpness: float = 0.05,
+                      multiplier_rate: float = 20.0):
+    """One dose per cycle for every patient (a static plan), optimised through the simulator.
+
+    Maximises the mean return over ``patients`` subject to a mean smoothed violation rate ≤
+    ``violation_rate``, by gradient ascent (optax Adam) on doses in [0, max dose] with a
+    Lagrange multiplier updated by dual ascent.  Limits are smoothed for the gradient: "beyond"
+    becomes a sigmoid of the distance to the threshold (``sharpness`` relative), and "longer
+    than d days" a sigmoid of (time beyond − d).  The continuous plan is then rounded *down* to
+    the env's dose levels (a plan is never rounded towards toxicity).  Only for envs with one
+    interval.  Returns (FixedSchedule, continuous doses, history dict).
+    """
+    if len(np.unique(np.asarray(env.intervals))) != 1:
+        raise ModelError("optimise_schedule: the env offers several intervals; give it a single-interval env.")
+    top = env.max_dose
+    z0 = jnp.zeros((env.horizon,), dtype=jnp.float64)
+    cohort = patients
+
+    def objective(z, lam):
+        doses = top * jax.nn.sigmoid(z)
+        efficacy, soft = jax.vmap(lambda th, cv, b: _smooth_course(env, doses, th, cv, b, sharpness))(
+            cohort.theta, cohort.covariates, cohort.bsa)
+        rate = jnp.mean(soft)
+        return -jnp.mean(efficacy) + lam * (rate - violation_rate), (jnp.mean(efficacy), rate)
+
+    opt = optax.adam(learning_rate)
+
+    @eqx.filter_jit
+    def update(z, lam, state):
+        (_, (eff, rate)), grad = jax.value_and_grad(objective, has_aux=True)(z, lam)
+        upd, state = opt.update(grad, state, z)
+        lam = jnp.maximum(lam + multiplier_rate * (rate - violation_rate), 0.0)
+        return optax.apply_updates(z, upd), lam, state, eff, rate
+
+    z, lam, state = z0, jnp.array(1.0, dtype=jnp.float64), opt.init(z0)
+    history = {"efficacy": [], "violation": [], "multiplier": []}
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(steps), desc="optimise_schedule", leave=False):
+        z, lam, state, eff, rate = update(z, lam, state)
+        history["efficacy"].append(float(eff))
+        history["violation"].append(float(rate))
+        history["multiplier"].append(float(lam))
+    doses = np.asarray(top * jax.nn.sigmoid(z))
+    levels = np.sort(np.unique(np.asarray(env.doses)))
+    rounded = [levels[levels <= d + 1e-9].max() for d in doses]
+    return FixedSchedule(env, [_dose_action(env, d) for d in rounded]), doses, history
+
+
+def _smooth_course(env, doses, theta, cov, bsa, sharpness):
+    """Return and smoothed any-violation indicator of one patient's course (noise-free)."""
+    y = env.sim.initial_state(theta, cov)
+    start = env._values(jnp.zeros(()), y, theta, cov)[env._reward_index]
+    interval = env.intervals[0]
+    dt = jnp.diff(env.sim.grid, append=env.sim.grid[-1]) / env.day
+
+    def cycle(carry, dose):
+        t, y, total, none = carry
+        amount = dose * jnp.where(env.per_m2, bsa, 1.0) * env.dose_factor
+        y_end, grid_y, grid_obs, inside, _ = env.sim.run(t, y, amount, interval, theta, cov)
+        values = jnp.concatenate([grid_obs, grid_y], -1)
+        end = env._values(t + interval, y_end, theta, cov)
+        reward = env._reward(start, values, end, inside)
+        for lim in env.limits:
+            v = values[:, env._names.index(lim.observation)]
+            scale = sharpness * abs(lim.threshold) + 1e-12
+            beyond = jax.nn.sigmoid(((v - lim.threshold) if lim.side == "above" else (lim.threshold - v)) / scale)
+            beyond = jnp.where(inside, beyond, 0.0)
+            if lim.longer_than_days:
+                p = jax.nn.sigmoid((jnp.sum(beyond * dt) - lim.longer_than_days) / 0.5)
+            else:
+                p = jnp.max(beyond)
+            none = none * (1.0 - p)
+        return (t + interval, y_end, total + reward, none), None
+
+    (_, _, total, none), _ = jax.lax.scan(cycle, (jnp.zeros(()), y, jnp.zeros(()), jnp.ones(())), doses)
+    return total, 1.0 - none
+

@@ -1,0 +1,1 @@
+"""Closed-loop dosing: agents and classical baselines on held-out virtual cohorts."""
