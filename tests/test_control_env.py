@@ -253,3 +253,32 @@ def test_outcome_summary_bootstrap_interval_holds_the_mean():
     lo, hi = s["efficacy"]["ci"]
     assert lo < eff.mean() < hi
     assert hi - lo == pytest.approx(2 * 1.96 * eff.std() / np.sqrt(400), rel=0.15)   # normal-theory width
+
+
+def test_mlp_policy_from_torch_gives_torch_logits():
+    pytest.importorskip("torchrl")
+    import torch
+    from torchrl.modules import MLP
+
+    from pbpk.control.agents import MLPPolicy
+
+    torch.manual_seed(0)
+    net = MLP(in_features=5, out_features=3, num_cells=[8, 8], activation_class=torch.nn.Tanh)
+    x = torch.randn(10, 5)
+    policy = MLPPolicy.from_torch(net)
+    np.testing.assert_allclose(np.asarray(policy.logits(jnp.asarray(x.numpy()))), net(x).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert int(policy.act(None, policy.init(None), jnp.asarray(x[0].numpy()))[0]) == int(net(x[0]).argmax())
+
+
+def test_ppo_lagrangian_multiplier_follows_the_cost():
+    """Two collections on the analytic env where the only dose crosses its peak limit: every cycle
+    costs 1, so after each batch λ rises by multiplier_lr·(episode cost − limit) exactly."""
+    pytest.importorskip("torchrl")
+    from pbpk.control.agents import train_ppo
+
+    env = analytic_env(Limit("Cp", 1.0, "above"), 2.0 * 50.0)          # peak 2 mg/L > 1
+    _, hist = train_ppo(env, Patients.typical(env.model), frames=2 * 8 * env.horizon, batch=8,
+                        cost_limit=0.5, multiplier_lr=0.25, epochs=1, minibatch=8, progress=False)
+    assert hist.episode_cost == [2.0, 2.0]                             # two cycles, both over the limit
+    assert hist.multiplier == pytest.approx([0.25 * 1.5, 0.25 * 3.0])

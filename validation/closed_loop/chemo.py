@@ -1,6 +1,7 @@
-"""Chemotherapy case (docetaxel q3w, TNBC): the classical dosing baselines on a held-out cohort.
+"""Chemotherapy case (docetaxel q3w, TNBC): RL agents and classical dosing baselines on a held-out
+cohort.
 
-    python -m validation.closed_loop.chemo_baselines [--quick]
+    python -m validation.closed_loop.chemo [--quick]
 
 Environment ``pbpk.control.chemotherapy_env`` (Bruno PK → Kloft neutropenia → Claret tumour size;
 six 21-day cycles; reward = tumour shrinkage as a fraction of baseline; cost = ANC < 0.5 × 10⁹/L
@@ -19,9 +20,13 @@ Policies:
   simulator on 64 training patients (optax Adam, smoothed constraint, dual ascent on a 1 %
   violation target), rounded down to the env's dose levels.
 
-Targets (issue 8): safe policies ≤ 1 % violations with efficacy ≥ the protocol's.  The RL agents
-(PPO, PPO-Lagrangian, the shielded agent) and model-informed precision dosing are not in this
-table yet; the table is the baseline they must beat.
+* PPO: torchrl clipped PPO on the torchrl-exported environment, patients drawn from a training
+  population of 4,096 (key 11, disjoint from the test cohort), reward = shrinkage, no constraint;
+* PPO-Lagrangian: the same with the cost (limit 0.01 per course) and a dual-ascent multiplier.
+  Both are evaluated greedily (argmax) as pure-JAX policies with the trained weights.
+
+Targets (issue 8): safe policies ≤ 1 % violations with efficacy ≥ the protocol's.  The shielded
+agent and model-informed precision dosing are not in this table yet.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def main(quick: bool = False) -> None:
     import jax
 
     from pbpk.control import Patients, chemotherapy_env
+    from pbpk.control.agents import train_ppo
     from pbpk.control.policies import FixedSchedule, LabelRules, evaluate, optimise_schedule
 
     env = chemotherapy_env()
@@ -55,6 +61,15 @@ def main(quick: bool = False) -> None:
                                               reduce=("ANC", 7.0, 0.5)),
         "optimised static plan": plan,
     }
+    pool = Patients.from_population(env.model.population(4096, jax.random.key(11)))
+    frames = 30_720 if quick else 368_640
+    training = {}
+    for name, limit in (("PPO", None), ("PPO-Lagrangian", 0.01)):
+        policies[name], hist = train_ppo(env, pool, frames=frames, cost_limit=limit, seed=0)
+        training[name] = {"seconds": round(hist.seconds, 1), "frames": hist.frames[-1],
+                          "final_train_return": round(float(np.mean(hist.episode_return[-5:])), 4),
+                          "final_train_cost": round(float(np.mean(hist.episode_cost[-5:])), 4),
+                          "multiplier": round(hist.multiplier[-1], 3)}
     table, summaries = [], {}
     for name, policy in policies.items():
         t0 = time.perf_counter()
@@ -68,7 +83,14 @@ def main(quick: bool = False) -> None:
         print(f"{name:>26}: efficacy {row['efficacy']:.3f} {row['efficacy_ci95']}  violations "
               f"{row['violation_rate']:.3f} {row['violation_rate_ci95']}  dose {row['cumulative_dose']:.0f} mg/m2")
     proto, static = summaries["protocol 75 mg/m2"], summaries["optimised static plan"]
+    lag = summaries["PPO-Lagrangian"]
     checks = [
+        Check("chemo.ppo_lagrangian_violations", "PPO-Lagrangian: patients with grade-4 neutropenia > 7 days "
+              f"(held-out n={n_test})", "issue 8 target for safe agents", lag["violation_rate"]["mean"], "fraction",
+              "<= 0.01", lag["violation_rate"]["mean"] <= 0.01),
+        Check("chemo.ppo_lagrangian_efficacy", "PPO-Lagrangian: tumour shrinkage minus that of protocol 75 mg/m²",
+              "issue 8 target: efficacy >= protocol", lag["efficacy"]["mean"] - proto["efficacy"]["mean"],
+              "fraction of baseline SLD", ">= 0", lag["efficacy"]["mean"] >= proto["efficacy"]["mean"]),
         Check("chemo.static_plan_violations", "optimised static plan: patients with grade-4 neutropenia > 7 days "
               f"(held-out n={n_test})", "issue 8 target for safe policies", static["violation_rate"]["mean"], "fraction",
               "<= 0.01", static["violation_rate"]["mean"] <= 0.01),
@@ -77,7 +99,7 @@ def main(quick: bool = False) -> None:
               static["efficacy"]["mean"] - proto["efficacy"]["mean"], "fraction of baseline SLD", ">= 0",
               static["efficacy"]["mean"] >= proto["efficacy"]["mean"]),
     ]
-    write_results("closed_loop", checks, part="chemo_baselines", extra={"table": table, "details": {
+    write_results("closed_loop", checks, part="chemo", extra={"table": table, "training": training, "details": {
         "optimised_plan_mg_m2": [round(float(d), 1) for d in continuous],
         "optimised_plan_levels": [float(env.doses[a]) for a in np.asarray(plan.actions)],
         "optimisation_seconds": round(seconds_opt, 1), "training_patients": 64, "test_patients": n_test,

@@ -1,0 +1,132 @@
+"""Reinforcement-learning dosing agents trained with torchrl on an exported ``DosingEnv``.
+
+``train_ppo`` runs torchrl's collector, GAE and clipped PPO loss; with ``cost_limit`` it is
+PPO-Lagrangian: the agent maximises reward − λ·cost, and λ rises by dual ascent while the
+episodes' mean cost exceeds the limit (Ray et al. 2019, "Benchmarking safe exploration").  The
+trained network comes back as ``MLPPolicy``, a pure-JAX greedy policy (argmax of the logits)
+with the same weights, so an agent is evaluated by ``pbpk.control.policies.evaluate`` on exactly
+the patients and noise of every baseline.
+
+torch and torchrl are imported inside the functions (``import pbpk`` stays light).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import equinox as eqx
+
+import jax.numpy as jnp
+
+from .env import DosingEnv, Patients
+
+__all__ = ["MLPPolicy", "TrainingHistory", "train_ppo"]
+
+
+class MLPPolicy(eqx.Module):
+    """A tanh MLP from the observation to action logits; acts greedily (or masked by ``mask``)."""
+
+    weights: tuple
+    biases: tuple
+
+    def logits(self, obs):
+        h = obs
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = h @ w.T + b
+            if i < len(self.weights) - 1:
+                h = jnp.tanh(h)
+        return h
+
+    def init(self, obs):
+        return jnp.zeros(())
+
+    def act(self, key, carry, obs):
+        return jnp.argmax(self.logits(obs.astype(jnp.float32))), carry
+
+    @classmethod
+    def from_torch(cls, mlp) -> "MLPPolicy":
+        import torch
+
+        linears = [m for m in mlp.modules() if isinstance(m, torch.nn.Linear)]
+        return cls(tuple(jnp.asarray(m.weight.detach().numpy()) for m in linears),
+                   tuple(jnp.asarray(m.bias.detach().numpy()) for m in linears))
+
+
+@dataclass
+class TrainingHistory:
+    frames: list = field(default_factory=list)
+    episode_return: list = field(default_factory=list)
+    episode_cost: list = field(default_factory=list)
+    multiplier: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def train_ppo(env: DosingEnv, patients: Patients, *, frames: int = 300_000, batch: int = 256,
+              cost_limit: float | None = None, multiplier_lr: float = 0.5, epochs: int = 4,
+              minibatch: int = 512, lr: float = 3e-4, hidden=(64, 64), gamma: float = 1.0,
+              lmbda: float = 0.95, entropy: float = 0.01, seed: int = 0, progress: bool = True):
+    """Train PPO (``cost_limit=None``) or PPO-Lagrangian on ``env`` with patients drawn from
+    ``patients``; ``batch`` patients per collection, one course each.  ``cost_limit`` is the
+    allowed mean episode cost (the env's cost counts crossed limits per cycle, so 0.01 ≈ at most
+    1 % of courses with one violating cycle).  Returns (MLPPolicy, TrainingHistory)."""
+    import time
+
+    import torch
+    from tensordict.nn import TensorDictModule
+    from torchrl.collectors import Collector
+    from torchrl.modules import MLP, ProbabilisticActor, ValueOperator
+    from torchrl.objectives import ClipPPOLoss
+    from torchrl.objectives.value import GAE
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    tenv = env.to_torchrl(patients, batch_size=batch, seed=seed)
+    n_obs, n_act = env.observation_space.shape[0], env.action_space.n
+    policy_net = MLP(in_features=n_obs, out_features=n_act, num_cells=list(hidden), activation_class=torch.nn.Tanh)
+    value_net = MLP(in_features=n_obs, out_features=1, num_cells=list(hidden), activation_class=torch.nn.Tanh)
+    actor = ProbabilisticActor(TensorDictModule(policy_net, in_keys=["observation"], out_keys=["logits"]),
+                               in_keys=["logits"], distribution_class=torch.distributions.Categorical,
+                               spec=tenv.action_spec, return_log_prob=True)
+    critic = ValueOperator(value_net, in_keys=["observation"])
+    advantage = GAE(gamma=gamma, lmbda=lmbda, value_network=critic, average_gae=True)
+    loss = ClipPPOLoss(actor, critic, clip_epsilon=0.2, entropy_coeff=entropy, normalize_advantage=True)
+    optimiser = torch.optim.Adam(loss.parameters(), lr=lr)
+    per_batch = batch * env.horizon
+    collector = Collector(tenv, actor, frames_per_batch=per_batch, total_frames=frames,
+                          auto_register_policy_transforms=False)
+    lam, history, start = 0.0, TrainingHistory(), time.perf_counter()
+    bar = tqdm(total=frames, desc="PPO-Lagrangian" if cost_limit is not None else "PPO", disable=not progress)
+    seen = 0
+    for data in collector:
+        reward, cost = data["next", "reward"], data["next", "cost"]
+        done = data["next", "done"]
+        n_episodes = max(int(done.sum()), 1)
+        ep_return, ep_cost = float(reward.sum()) / n_episodes, float(cost.sum()) / n_episodes
+        if cost_limit is not None:
+            data["next", "reward"] = reward - lam * cost
+        with torch.no_grad():
+            advantage(data)
+        flat = data.reshape(-1)
+        for _ in range(epochs):
+            for idx in torch.randperm(flat.shape[0]).split(minibatch):
+                out = loss(flat[idx])
+                total = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+                optimiser.zero_grad()
+                total.backward()
+                torch.nn.utils.clip_grad_norm_(loss.parameters(), 1.0)
+                optimiser.step()
+        if cost_limit is not None:
+            lam = max(0.0, lam + multiplier_lr * (ep_cost - cost_limit))
+        seen += data.numel()
+        history.frames.append(seen)
+        history.episode_return.append(ep_return)
+        history.episode_cost.append(ep_cost)
+        history.multiplier.append(lam)
+        bar.update(data.numel())
+        bar.set_postfix(ret=f"{ep_return:.3f}", cost=f"{ep_cost:.3f}", lam=f"{lam:.2f}")
+    bar.close()
+    collector.shutdown()
+    history.seconds = time.perf_counter() - start
+    return MLPPolicy.from_torch(policy_net), history
+
+
