@@ -282,3 +282,65 @@ def test_ppo_lagrangian_multiplier_follows_the_cost():
                         cost_limit=0.5, multiplier_lr=0.25, epochs=1, minibatch=8, progress=False)
     assert hist.episode_cost == [2.0, 2.0]                             # two cycles, both over the limit
     assert hist.multiplier == pytest.approx([0.25 * 1.5, 0.25 * 3.0])
+
+
+# ----------------------------------------------------------------------------- the twin-forecast shield
+def shield_env():
+    """One compartment with IIV (CL ω 0.3, V ω 0.2); doses 0/50/100/150 mg; Cp peak limit 2.5 mg/L
+    (the typical peaks are 0, 1, 2, 3 mg/L)."""
+    model = one_compartment_iv(iiv=True).compile()
+    return DosingEnv(model, doses=(0.0, 50.0, 100.0, 150.0), dose_unit="mg", into="central", interval_days=1.0,
+                     horizon=3, samples=(Sample("Cp", days=(0.25,)),), reward=Reward("Cp", "auc"),
+                     limits=(Limit("Cp", 2.5, "above"),), grid_hours=1.0)
+
+
+def test_shield_risk_is_the_weighted_share_of_violating_particles():
+    from pbpk.control.policies import FixedSchedule
+    from pbpk.control.shield import ShieldedPolicy
+
+    env = shield_env()
+    prior = Patients.from_population(env.model.population(100, jax.random.key(3)))
+    shield = ShieldedPolicy(env, FixedSchedule(env, [3]), prior, delta=0.1)
+    obs, _ = env.reset(jax.random.key(0), Patients.typical(env.model))
+    twin, _, _ = shield.init(obs)
+    risk = np.asarray(shield.risk(twin))
+    v = np.asarray(prior.theta[:, env.model.parameter_index("V")])
+    peaks = np.asarray(env.doses)[:, None] / v[None, :]          # bolus peak = dose / V per particle
+    w = np.asarray(twin.weights)
+    np.testing.assert_allclose(risk, (w[None, :] * (peaks > 2.5)).sum(axis=1), atol=1e-12)
+
+
+def test_shield_never_passes_an_action_whose_risk_exceeds_delta():
+    """Over a cohort and a whole course: every chosen action's forecast risk ≤ δ, or (when no
+    action is below δ) it is the least risky one; the shield never raises the base dose."""
+    from pbpk.control.policies import FixedSchedule
+    from pbpk.control.shield import ShieldedPolicy
+
+    env = shield_env()
+    prior = Patients.from_population(env.model.population(48, jax.random.key(3)))
+    delta = 0.1
+    shield = ShieldedPolicy(env, FixedSchedule(env, [3]), prior, delta=delta)
+    cohort = Patients.from_population(env.model.population(8, jax.random.key(4)))
+
+    @eqx.filter_jit
+    def course(key, pool):
+        obs, state = env.reset(key, pool)
+        carry = shield.init(obs)
+        chosen, risks = [], []
+        for k in jax.random.split(key, env.horizon):
+            action, new_carry = shield.act(k, carry, obs)
+            # the risk the shield saw: the twin after its update, as act computed it
+            twin = new_carry[0]
+            risks.append(shield.risk(twin))
+            chosen.append(action)
+            obs, state, *_ = env.step_env(k, state, action)
+            carry = new_carry
+        return jnp.stack(chosen), jnp.stack(risks)
+
+    keys = jax.random.split(jax.random.key(5), 8)
+    chosen, risks = jax.vmap(course)(keys, cohort.cohort())
+    chosen, risks = np.asarray(chosen), np.asarray(risks)
+    picked = np.take_along_axis(risks, chosen[..., None], -1)[..., 0]
+    none_safe = risks.min(-1) > delta
+    assert np.all((picked <= delta) | (none_safe & (picked == risks.min(-1))))
+    assert np.all(chosen <= 3) and (chosen < 3).any() and (chosen > 0).any()

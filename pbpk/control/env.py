@@ -279,13 +279,19 @@ class DosingEnv(eqx.Module):
         """A new episode for a patient drawn from ``patients``: (observation, state)."""
         k_pick, k_obs = jax.random.split(key)
         i = jax.random.randint(k_pick, (), 0, patients.theta.shape[0])
-        theta, cov, bsa = patients.theta[i], patients.covariates[i], patients.bsa[i]
+        state = self.initial_state(patients.theta[i], patients.covariates[i], patients.bsa[i])
+        return self._baseline_observation(k_obs, self.baseline_values(state), state), state
+
+    def initial_state(self, theta, cov, bsa) -> EnvState:
+        """The untreated patient ``theta``, ``cov``, ``bsa`` at time 0."""
         y0 = self.sim.initial_state(theta, cov)
-        obs0 = self._values(jnp.zeros(()), y0, theta, cov)
         zero = jnp.zeros(())
-        state = EnvState(zero, y0, jnp.zeros((), int), zero, zero, obs0[self._reward_index], theta, cov, bsa,
-                         zero, zero)
-        return self._baseline_observation(k_obs, obs0, state), state
+        reference = self._values(zero, y0, theta, cov)[self._reward_index]
+        return EnvState(zero, y0, jnp.zeros((), int), zero, zero, reference, theta, cov, bsa, zero, zero)
+
+    def baseline_values(self, state: EnvState):
+        """Observations and states before treatment (the values the baseline samples measure)."""
+        return self._values(state.time, state.y, state.theta, state.covariates)
 
     def step(self, key, state: EnvState, action, patients: Patients):
         """One step with gymnax's auto-reset: a finished episode restarts from a new patient (the
@@ -299,6 +305,16 @@ class DosingEnv(eqx.Module):
 
     def step_env(self, key, state: EnvState, action):
         """One cycle without auto-reset: (obs, state, reward, cost, terminated, truncated, info)."""
+        new, grid_obs, reward, violated, terminated, truncated, ok = self.transition(state, action)
+        interval = self.intervals[jnp.asarray(action, dtype=int)]
+        obs = self._observation(key, grid_obs, interval, new)
+        info = {"violations": violated, "dose": new.last_dose, "interval_days": interval / self.day, "solver_ok": ok,
+                "episode_reward": new.episode_reward, "episode_cost": new.episode_cost}
+        return obs, new, reward, violated.sum().astype(jnp.float64), terminated, truncated, info
+
+    def transition(self, state: EnvState, action):
+        """The noise-free dynamics of one step: (new state, values on the cycle grid — the
+        observations then the states —, reward, violated limits, terminated, truncated, solver ok)."""
         action = jnp.asarray(action, dtype=int)
         dose, interval = self.doses[action], self.intervals[action]
         amount = dose * jnp.where(self.per_m2, state.bsa, 1.0) * self.dose_factor
@@ -319,10 +335,7 @@ class DosingEnv(eqx.Module):
         new = EnvState(time, jnp.where(ok, y_end, state.y), cycle, state.cumulative_dose + dose, dose,
                        state.reference, state.theta, state.covariates, state.bsa,
                        state.episode_reward + reward, state.episode_cost + cost)
-        obs = self._observation(key, grid_obs, interval, new)
-        info = {"violations": violated, "dose": dose, "interval_days": interval / self.day, "solver_ok": ok,
-                "episode_reward": new.episode_reward, "episode_cost": new.episode_cost}
-        return obs, new, reward, cost, terminated, truncated, info
+        return new, grid_obs, reward, violated, terminated, truncated, ok
 
     # ------------------------------------------------------------------ reading the observation
     def sample_slot(self, observation: str, day: float) -> int:
@@ -420,10 +433,31 @@ class DosingEnv(eqx.Module):
         missing = ~present | (jax.random.uniform(k_miss, (len(cols),)) < jnp.asarray(miss_p))
         return jnp.where(missing, 0.0, noisy), missing
 
-    def _observation(self, key, grid_obs, interval, state):
+    def sample_predictions(self, grid_obs, interval):
+        """Noise-free values at the sampling slots and whether each slot fell inside the cycle."""
         cols = np.asarray([self._names.index(s.observation) for s in self.samples for _ in s.days])
-        values = grid_obs[self.sample_index, cols]
-        present = self.sample_days * self.day <= interval + 1e-9
+        return grid_obs[self.sample_index, cols], self.sample_days * self.day <= interval + 1e-9
+
+    def sample_loglik(self, obs, predicted, present):
+        """Log-likelihood of the observed (non-missing, present) samples in ``obs`` given the
+        noise-free ``predicted`` values, under the model's residual-error models; slots without
+        an error model are skipped."""
+        n_obs, total = len(self.model.observation_names), jnp.zeros(())
+        slot = 0
+        for s in self.samples:
+            j = self._names.index(s.observation)
+            err = self.model.errors[j] if j < n_obs else None
+            for _ in s.days:
+                if err is not None:
+                    seen = self.decode(obs, slot)
+                    ok = present[slot] & jnp.isfinite(seen)
+                    ll = err.log_likelihood(jnp.where(ok, seen, 1.0), jnp.maximum(predicted[slot], 1e-12))
+                    total = total + jnp.where(ok, ll, 0.0)
+                slot += 1
+        return total
+
+    def _observation(self, key, grid_obs, interval, state):
+        values, present = self.sample_predictions(grid_obs, interval)
         return self._agent_vector(*self._sample_values(key, values, present), state)
 
     def _baseline_observation(self, key, obs0, state):

@@ -25,8 +25,15 @@ Policies:
 * PPO-Lagrangian: the same with the cost (limit 0.01 per course) and a dual-ascent multiplier.
   Both are evaluated greedily (argmax) as pure-JAX policies with the trained weights.
 
-Targets (issue 8): safe policies ≤ 1 % violations with efficacy ≥ the protocol's.  The shielded
-agent and model-informed precision dosing are not in this table yet.
+* shielded: the twin-forecast shield (``pbpk.control.shield``: a 64-particle posterior from the
+  population prior, updated with every sample seen; an action is masked when its forecast
+  P(violation in the next cycle) > δ = 0.02) over PPO-Lagrangian and over protocol 100.  A
+  shielded decision simulates 64 particles × 7 cycles, so these rows use the first 300 patients
+  of the cohort, and the unshielded policies are summarised on the same 300 beside them.
+
+Targets (issue 8): safe policies ≤ 1 % violations with efficacy ≥ the protocol's.
+Model-informed precision dosing (a per-patient MAP/NUTS twin re-fitted every cycle) is not in this
+table yet.
 """
 
 from __future__ import annotations
@@ -70,12 +77,28 @@ def main(quick: bool = False) -> None:
                           "final_train_return": round(float(np.mean(hist.episode_return[-5:])), 4),
                           "final_train_cost": round(float(np.mean(hist.episode_cost[-5:])), 4),
                           "multiplier": round(hist.multiplier[-1], 3)}
-    table, summaries = [], {}
+    from pbpk.control.shield import ShieldedPolicy
+
+    n_shield = 60 if quick else 300
+    prior = Patients.from_population(env.model.population(64, jax.random.key(99)))
+    subset = Patients(test.theta[:n_shield], test.covariates[:n_shield], test.bsa[:n_shield])
+    outcomes, seconds = {}, {}
     for name, policy in policies.items():
         t0 = time.perf_counter()
-        s = evaluate(env, policy, test, jax.random.key(0)).summary()
+        outcomes[name] = evaluate(env, policy, test, jax.random.key(0))
+        seconds[name] = time.perf_counter() - t0
+    for name in ("PPO-Lagrangian", "protocol 100 mg/m2"):
+        t0 = time.perf_counter()
+        shielded = ShieldedPolicy(env, policies[name], prior, delta=0.02)
+        outcomes[f"{name} + shield (n={n_shield})"] = evaluate(env, shielded, subset, jax.random.key(0))
+        seconds[f"{name} + shield (n={n_shield})"] = time.perf_counter() - t0
+        outcomes[f"{name} (same n={n_shield})"] = jax.tree.map(lambda x: x[:n_shield], outcomes[name])
+        seconds[f"{name} (same n={n_shield})"] = 0.0
+    table, summaries = [], {}
+    for name, outcome in outcomes.items():
+        s = outcome.summary()
         summaries[name] = s
-        row = {"policy": name, "patients": s["patients"], "seconds": round(time.perf_counter() - t0, 1)}
+        row = {"policy": name, "patients": s["patients"], "seconds": round(seconds[name], 1)}
         for k in ("efficacy", "violation_rate", "cumulative_dose"):
             row[k] = round(s[k]["mean"], 4)
             row[k + "_ci95"] = [round(x, 4) for x in s[k]["ci"]]
@@ -84,7 +107,15 @@ def main(quick: bool = False) -> None:
               f"{row['violation_rate']:.3f} {row['violation_rate_ci95']}  dose {row['cumulative_dose']:.0f} mg/m2")
     proto, static = summaries["protocol 75 mg/m2"], summaries["optimised static plan"]
     lag = summaries["PPO-Lagrangian"]
+    shielded = summaries[f"PPO-Lagrangian + shield (n={n_shield})"]
+    proto_sub = jax.tree.map(lambda x: x[:n_shield], outcomes["protocol 75 mg/m2"]).summary()
     checks = [
+        Check("chemo.shielded_violations", f"PPO-Lagrangian + twin shield (δ 0.02): grade-4 > 7 d (n={n_shield})",
+              "issue 8 target for safe agents", shielded["violation_rate"]["mean"], "fraction", "<= 0.01",
+              shielded["violation_rate"]["mean"] <= 0.01),
+        Check("chemo.shielded_efficacy", f"PPO-Lagrangian + shield: shrinkage minus protocol 75's (same {n_shield})",
+              "issue 8 target: efficacy >= protocol", shielded["efficacy"]["mean"] - proto_sub["efficacy"]["mean"],
+              "fraction of baseline SLD", ">= 0", shielded["efficacy"]["mean"] >= proto_sub["efficacy"]["mean"]),
         Check("chemo.ppo_lagrangian_violations", "PPO-Lagrangian: patients with grade-4 neutropenia > 7 days "
               f"(held-out n={n_test})", "issue 8 target for safe agents", lag["violation_rate"]["mean"], "fraction",
               "<= 0.01", lag["violation_rate"]["mean"] <= 0.01),
