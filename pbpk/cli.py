@@ -1,4 +1,4 @@
-"""Command line: ``pbpk demo``, ``pbpk models``, ``pbpk simulate``."""
+"""Command line: ``pbpk demo``, ``pbpk models``, ``pbpk simulate``, ``pbpk schedule``."""
 
 from __future__ import annotations
 
@@ -22,8 +22,42 @@ def main(argv=None) -> int:
     simulate.add_argument("model", help="library model name (pbpk models)")
     simulate.add_argument("dataset", help="NONMEM-format CSV")
     simulate.add_argument("--out", default="simulation.csv")
+    schedule = sub.add_parser("schedule", help="a dosing schedule and its forecast for a case's patient")
+    schedule.add_argument("--case", choices=("chemotherapy", "nanoparticle", "radioligand"), default="chemotherapy")
+    schedule.add_argument("--policy", choices=("protocol", "rules", "optimised"), default="protocol",
+                          help="the standard protocol, the label rules (chemotherapy) or the optimised static plan")
+    schedule.add_argument("--draws", type=int, default=500, help="twin draws (virtual patients from the population)")
+    schedule.add_argument("--seed", type=int, default=0)
+    schedule.add_argument("--out", default="schedule.csv")
+    schedule.add_argument("--figure", default=None, help="also save the schedule figure (PNG)")
     args = parser.parse_args(argv)
-    return {"demo": _demo, "models": _models, "simulate": _simulate}[args.command](args)
+    return {"demo": _demo, "models": _models, "simulate": _simulate, "schedule": _schedule}[args.command](args)
+
+
+def _schedule(args) -> int:
+    import jax
+
+    from . import control
+
+    env = getattr(control, f"{args.case}_env")()
+    twin = control.Patients.from_population(env.model.population(args.draws, jax.random.key(args.seed)))
+    if args.policy == "protocol":
+        policy = control.FixedSchedule(env, [env.standard] * env.horizon)
+    elif args.policy == "rules":
+        if args.case != "chemotherapy":
+            print("pbpk schedule: --policy rules is defined for the chemotherapy case (the docetaxel label).")
+            return 2
+        policy = control.LabelRules(env, (100.0, 75.0, 60.0), hold=("ANC", 21.0, 1.5), reduce=("ANC", 7.0, 0.5))
+    else:
+        train = control.Patients.from_population(env.model.population(64, jax.random.key(args.seed + 1)))
+        policy, _, _ = control.optimise_schedule(env, train, jax.random.key(args.seed + 2))
+    result = control.forecast_schedule(env, policy, twin, jax.random.key(args.seed + 3), name=args.policy)
+    result.to_csv(args.out)
+    print(result.table.to_string(index=False))
+    if args.figure:
+        result.plot(path=args.figure)
+    print(f"wrote {args.out}" + (f" and {args.figure}" if args.figure else ""))
+    return 0
 
 
 def _models(args) -> int:

@@ -344,3 +344,25 @@ def test_shield_never_passes_an_action_whose_risk_exceeds_delta():
     none_safe = risks.min(-1) > delta
     assert np.all((picked <= delta) | (none_safe & (picked == risks.min(-1))))
     assert np.all(chosen <= 3) and (chosen < 3).any() and (chosen > 0).any()
+
+
+def test_forecast_schedule_table_and_cli(chemo, tmp_path):
+    """The schedule of the fixed protocol: 75 mg/m² for all draws in every cycle, cumulative
+    efficacy and P(violation) non-decreasing, the last cycle's P equal to the cohort's rate."""
+    from pbpk.cli import main
+    from pbpk.control import FixedSchedule, evaluate, forecast_schedule
+
+    twin = Patients.from_population(chemo.model.population(40, jax.random.key(6)))
+    policy = FixedSchedule(chemo, [chemo.standard] * chemo.horizon)
+    sched = forecast_schedule(chemo, policy, twin, jax.random.key(1), name="protocol")
+    t = sched.table
+    assert len(t) == chemo.horizon and (t["dose"] == 75.0).all() and (t["share_of_draws"] == 1.0).all()
+    assert np.allclose(t["day_median"], 21.0 * np.arange(chemo.horizon))
+    p = t[[c for c in t.columns if c.startswith("P(")][0]].to_numpy()
+    assert np.all(np.diff(p) >= 0)
+    out = evaluate(chemo, policy, twin, jax.random.key(1))
+    assert p[-1] == pytest.approx(float(np.mean(np.asarray(out.violated))))
+    assert t["efficacy_median"].iloc[-1] == pytest.approx(float(np.median(np.asarray(out.efficacy))))
+    csv = tmp_path / "s.csv"
+    assert main(["schedule", "--draws", "20", "--out", str(csv)]) == 0
+    assert len(__import__("pandas").read_csv(csv)) == chemo.horizon

@@ -95,7 +95,8 @@ class LabelRules(eqx.Module):
 
 class Outcome(eqx.Module):
     """Per patient: the episode's return (efficacy), its total cost, whether any limit was crossed
-    (and which), the cumulative dose and the actions taken."""
+    (and which), the cumulative dose, the actions taken (−1 after the episode ended) and, per
+    step, the reward and the limits crossed."""
 
     efficacy: jax.Array
     cost: jax.Array
@@ -103,6 +104,8 @@ class Outcome(eqx.Module):
     violations: jax.Array
     cumulative_dose: jax.Array
     actions: jax.Array
+    rewards: jax.Array | None = None
+    step_violations: jax.Array | None = None
 
     def summary(self, *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict:
         """Means with percentile-bootstrap confidence intervals (patients resampled)."""
@@ -148,7 +151,7 @@ def _evaluate(env, policy, cohort, key):
         (_, last, _, _), (rewards, costs, violations, actions) = jax.lax.scan(
             step, init, jax.random.split(k_run, env.horizon))
         return Outcome(rewards.sum(), costs.sum(), violations.any(), violations.any(axis=0),
-                       last.cumulative_dose, actions)
+                       last.cumulative_dose, actions, rewards, violations)
 
     return jax.vmap(one)(jax.random.split(key, n), cohort)
 
