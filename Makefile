@@ -32,7 +32,7 @@ demo: setup
 	$(BIN)/pbpk demo --out $(OUT)
 
 test: setup-dev
-	$(BIN)/python -m pytest -q -n 2 -m "not slow" --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not slow" --durations=15
 
 validate: setup
 	$(BIN)/python -m validation.run

@@ -33,3 +33,10 @@ def _release_compiled_executables():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Notebooks first: they are the longest tests (the PSMA one alone is ~10 min on these
+    machines), and with ``--dist worksteal`` a long test started first overlaps the rest of the
+    suite on the other worker instead of finishing last."""
+    items.sort(key=lambda item: 0 if item.nodeid.startswith("tests/test_notebooks.py") else 1)

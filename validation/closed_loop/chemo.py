@@ -43,7 +43,8 @@ import time
 
 import numpy as np
 
-from validation._record import Check, write_results
+from validation._record import write_results
+from validation.closed_loop._table import safety_checks, summarise
 
 
 def main(quick: bool = False) -> None:
@@ -94,42 +95,15 @@ def main(quick: bool = False) -> None:
         seconds[f"{name} + shield (n={n_shield})"] = time.perf_counter() - t0
         outcomes[f"{name} (same n={n_shield})"] = jax.tree.map(lambda x: x[:n_shield], outcomes[name])
         seconds[f"{name} (same n={n_shield})"] = 0.0
-    table, summaries = [], {}
-    for name, outcome in outcomes.items():
-        s = outcome.summary()
-        summaries[name] = s
-        row = {"policy": name, "patients": s["patients"], "seconds": round(seconds[name], 1)}
-        for k in ("efficacy", "violation_rate", "cumulative_dose"):
-            row[k] = round(s[k]["mean"], 4)
-            row[k + "_ci95"] = [round(x, 4) for x in s[k]["ci"]]
-        table.append(row)
-        print(f"{name:>26}: efficacy {row['efficacy']:.3f} {row['efficacy_ci95']}  violations "
-              f"{row['violation_rate']:.3f} {row['violation_rate_ci95']}  dose {row['cumulative_dose']:.0f} mg/m2")
-    proto, static = summaries["protocol 75 mg/m2"], summaries["optimised static plan"]
-    lag = summaries["PPO-Lagrangian"]
-    shielded = summaries[f"PPO-Lagrangian + shield (n={n_shield})"]
+    table, summaries = summarise(outcomes, seconds, "mg/m2")
+    proto = summaries["protocol 75 mg/m2"]
     proto_sub = jax.tree.map(lambda x: x[:n_shield], outcomes["protocol 75 mg/m2"]).summary()
-    checks = [
-        Check("chemo.shielded_violations", f"PPO-Lagrangian + twin shield (δ 0.02): grade-4 > 7 d (n={n_shield})",
-              "issue 8 target for safe agents", shielded["violation_rate"]["mean"], "fraction", "<= 0.01",
-              shielded["violation_rate"]["mean"] <= 0.01),
-        Check("chemo.shielded_efficacy", f"PPO-Lagrangian + shield: shrinkage minus protocol 75's (same {n_shield})",
-              "issue 8 target: efficacy >= protocol", shielded["efficacy"]["mean"] - proto_sub["efficacy"]["mean"],
-              "fraction of baseline SLD", ">= 0", shielded["efficacy"]["mean"] >= proto_sub["efficacy"]["mean"]),
-        Check("chemo.ppo_lagrangian_violations", "PPO-Lagrangian: patients with grade-4 neutropenia > 7 days "
-              f"(held-out n={n_test})", "issue 8 target for safe agents", lag["violation_rate"]["mean"], "fraction",
-              "<= 0.01", lag["violation_rate"]["mean"] <= 0.01),
-        Check("chemo.ppo_lagrangian_efficacy", "PPO-Lagrangian: tumour shrinkage minus that of protocol 75 mg/m²",
-              "issue 8 target: efficacy >= protocol", lag["efficacy"]["mean"] - proto["efficacy"]["mean"],
-              "fraction of baseline SLD", ">= 0", lag["efficacy"]["mean"] >= proto["efficacy"]["mean"]),
-        Check("chemo.static_plan_violations", "optimised static plan: patients with grade-4 neutropenia > 7 days "
-              f"(held-out n={n_test})", "issue 8 target for safe policies", static["violation_rate"]["mean"], "fraction",
-              "<= 0.01", static["violation_rate"]["mean"] <= 0.01),
-        Check("chemo.static_plan_efficacy", "optimised static plan: tumour shrinkage vs protocol 75 mg/m² "
-              "(difference of means)", "issue 8 target: efficacy >= protocol",
-              static["efficacy"]["mean"] - proto["efficacy"]["mean"], "fraction of baseline SLD", ">= 0",
-              static["efficacy"]["mean"] >= proto["efficacy"]["mean"]),
-    ]
+    unit = "fraction of baseline SLD"
+    checks = (safety_checks("chemo", "shielded", "PPO-Lagrangian + twin shield (δ 0.02)",
+                            summaries[f"PPO-Lagrangian + shield (n={n_shield})"], proto_sub, unit)
+              + safety_checks("chemo", "ppo_lagrangian", "PPO-Lagrangian", summaries["PPO-Lagrangian"], proto, unit)
+              + safety_checks("chemo", "static_plan", "optimised static plan", summaries["optimised static plan"],
+                              proto, unit))
     write_results("closed_loop", checks, part="chemo", extra={"table": table, "training": training, "details": {
         "optimised_plan_mg_m2": [round(float(d), 1) for d in continuous],
         "optimised_plan_levels": [float(env.doses[a]) for a in np.asarray(plan.actions)],

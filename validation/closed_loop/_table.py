@@ -1,0 +1,32 @@
+"""Shared by the closed-loop scripts: outcomes → table rows with bootstrap CIs, and the checks of
+issue 8's targets for a safe policy against the standard protocol."""
+
+from __future__ import annotations
+
+from validation._record import Check
+
+
+def summarise(outcomes: dict, seconds: dict, dose_unit: str):
+    """(table rows, summaries) from {policy name: Outcome}; prints one line per policy."""
+    table, summaries = [], {}
+    for name, outcome in outcomes.items():
+        s = outcome.summary()
+        summaries[name] = s
+        row = {"policy": name, "patients": s["patients"], "seconds": round(seconds.get(name, 0.0), 1)}
+        for k in ("efficacy", "violation_rate", "cumulative_dose"):
+            row[k] = round(s[k]["mean"], 4)
+            row[k + "_ci95"] = [round(x, 4) for x in s[k]["ci"]]
+        table.append(row)
+        print(f"{name:>34}: efficacy {row['efficacy']:.3f} {row['efficacy_ci95']}  violations "
+              f"{row['violation_rate']:.3f} {row['violation_rate_ci95']}  dose {row['cumulative_dose']:.0f} {dose_unit}")
+    return table, summaries
+
+
+def safety_checks(case: str, key: str, label: str, policy: dict, protocol: dict, efficacy_unit: str) -> list[Check]:
+    """Violation rate ≤ 1 % and efficacy ≥ the protocol's, for one policy's summary."""
+    n = policy["patients"]
+    rate, gain = policy["violation_rate"]["mean"], policy["efficacy"]["mean"] - protocol["efficacy"]["mean"]
+    return [Check(f"{case}.{key}_violations", f"{label}: share of patients crossing a limit (held-out n={n})",
+                  "issue 8 target for safe policies", rate, "fraction", "<= 0.01", rate <= 0.01),
+            Check(f"{case}.{key}_efficacy", f"{label}: efficacy minus the standard protocol's (same patients)",
+                  "issue 8 target: efficacy >= protocol", gain, efficacy_unit, ">= 0", gain >= 0)]
