@@ -252,7 +252,7 @@ class DosingEnv(eqx.Module):
         pairs = list(itertools.product(doses, intervals))
         self.doses = jnp.asarray([p[0] for p in pairs])
         self.intervals = jnp.asarray([p[1] * self.day for p in pairs])
-        self.standard = None if standard is None else _action_of(pairs, standard)
+        self.standard = None if standard is None else self.action_index(*standard)
         grid, index, days = _grid(samples, max(intervals), grid_hours)
         self.sample_index, self.sample_days = jnp.asarray(index), jnp.asarray(days)
         self.sim = CycleSimulator(model, into, grid * self.day, infusion=infusion_hours / 24.0 * self.day,
@@ -266,6 +266,17 @@ class DosingEnv(eqx.Module):
     @property
     def observation_space(self) -> Box:
         return Box(-np.inf, np.inf, (2 * int(self.sample_index.shape[0]) + 3,))
+
+    def action_index(self, dose: float, interval_days: float | None = None) -> int:
+        """The action giving ``dose`` (every ``interval_days``, if the env offers several)."""
+        doses, intervals = np.asarray(self.doses), np.asarray(self.intervals) / self.day
+        match = np.isclose(doses, dose) & (True if interval_days is None else np.isclose(intervals, interval_days))
+        if not match.any():
+            pairs = list(zip(doses.tolist(), intervals.tolist()))
+            raise ModelError(f"DosingEnv: no action gives dose {dose:g} {self.dose_unit}"
+                             + (f" every {interval_days:g} days" if interval_days is not None else "")
+                             + f"; the actions are not among the actions (dose, interval_days): {pairs}.")
+        return int(np.flatnonzero(match)[0])
 
     @property
     def actions(self):
@@ -415,14 +426,11 @@ class DosingEnv(eqx.Module):
 
     def _sample_values(self, key, values, present):
         """Noisy, scaled sample values and their missing flags."""
-        names, n_obs = self._names, len(self.model.observation_names)
+        n_obs = len(self.model.observation_names)
         k_noise, k_miss = jax.random.split(key)
-        miss_p, cols, logs, scales = [], [], [], []
-        for s in self.samples:
-            j = names.index(s.observation)
-            for _ in s.days:
-                cols.append(j), miss_p.append(s.missing), logs.append(s.log), scales.append(s.scale)
-        cols = np.asarray(cols)
+        slots = [s for s in self.samples for _ in s.days]
+        cols = self.sample_columns
+        miss_p, logs, scales = ([getattr(s, f) for s in slots] for f in ("missing", "log", "scale"))
         noisy = []
         keys = jax.random.split(k_noise, len(cols))
         for n, (j, v) in enumerate(zip(cols, values)):
@@ -435,8 +443,7 @@ class DosingEnv(eqx.Module):
 
     def sample_predictions(self, grid_obs, interval):
         """Noise-free values at the sampling slots and whether each slot fell inside the cycle."""
-        cols = np.asarray([self._names.index(s.observation) for s in self.samples for _ in s.days])
-        return grid_obs[self.sample_index, cols], self.sample_days * self.day <= interval + 1e-9
+        return grid_obs[self.sample_index, self.sample_columns], self.sample_days * self.day <= interval + 1e-9
 
     def sample_loglik(self, obs, predicted, present):
         """Log-likelihood of the observed (non-missing, present) samples in ``obs`` given the
@@ -462,10 +469,19 @@ class DosingEnv(eqx.Module):
 
     def _baseline_observation(self, key, obs0, state):
         """Before treatment each sample type is seen once (its last slot), the others missing."""
-        cols = [self._names.index(s.observation) for s in self.samples for _ in s.days]
-        last = np.zeros(len(cols), bool)
+        return self._agent_vector(*self._sample_values(key, obs0[self.sample_columns], self.baseline_slots), state)
+
+    @property
+    def sample_columns(self) -> np.ndarray:
+        """For each sampling slot, its column among the observations-then-states values."""
+        return np.asarray([self._names.index(s.observation) for s in self.samples for _ in s.days])
+
+    @property
+    def baseline_slots(self) -> jax.Array:
+        """The slots filled before treatment: each sample type's last one."""
+        last = np.zeros(len(self.sample_columns), bool)
         last[np.cumsum([len(s.days) for s in self.samples]) - 1] = True
-        return self._agent_vector(*self._sample_values(key, obs0[np.asarray(cols)], jnp.asarray(last)), state)
+        return jnp.asarray(last)
 
     def _agent_vector(self, values, missing, state):
         top = self.max_dose
@@ -486,14 +502,6 @@ def _unknown_observation(model, item):
     raise ModelError(f"DosingEnv: {type(item).__name__} names {item.observation!r}, which is neither an observation "
                      f"nor a state of model {model.name!r}." + did_you_mean(item.observation, names)
                      + f" Observations: {list(model.observation_names)}.")
-
-
-def _action_of(pairs, standard):
-    dose, interval = standard
-    for i, (d, k) in enumerate(pairs):
-        if np.isclose(d, dose) and np.isclose(k, interval):
-            return i
-    raise ModelError(f"DosingEnv: standard={standard!r} is not among the actions (dose, interval_days): {pairs}.")
 
 
 def _dose_factor(model, dose_unit, per_m2):

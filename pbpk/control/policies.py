@@ -25,18 +25,6 @@ from .env import DosingEnv, Patients
 __all__ = ["FixedSchedule", "LabelRules", "Outcome", "evaluate", "optimise_schedule"]
 
 
-def _dose_action(env: DosingEnv, dose: float, interval_days: float | None = None) -> int:
-    table = env.actions
-    match = np.isclose(table["dose"], dose)
-    if interval_days is not None:
-        match &= np.isclose(table["interval_days"], interval_days)
-    if not match.any():
-        raise ModelError(f"no action gives dose {dose:g} {env.dose_unit}"
-                         + (f" every {interval_days:g} days" if interval_days else "")
-                         + f"; the actions are:\n{table.to_string()}")
-    return int(np.flatnonzero(match)[0])
-
-
 class FixedSchedule(eqx.Module):
     """The same plan for every patient: ``actions[k]`` at step k (the last one repeated)."""
 
@@ -74,8 +62,8 @@ class LabelRules(eqx.Module):
 
     def __init__(self, env: DosingEnv, levels, *, hold, reduce):
         self.env = env
-        self.level_actions = jnp.asarray([_dose_action(env, d) for d in levels])
-        self.hold_action = _dose_action(env, 0.0)
+        self.level_actions = jnp.asarray([env.action_index(d) for d in levels])
+        self.hold_action = env.action_index(0.0)
         (self.hold_slot, self.hold_threshold), (self.reduce_slot, self.reduce_threshold) = (
             (env.sample_slot(name, day), float(thr)) for name, day, thr in (hold, reduce))
 
@@ -204,7 +192,7 @@ def optimise_schedule(env: DosingEnv, patients: Patients, key, *, violation_rate
     doses = np.asarray(top * jax.nn.sigmoid(z))
     levels = np.sort(np.unique(np.asarray(env.doses)))
     rounded = [levels[levels <= d + 1e-9].max() for d in doses]
-    return FixedSchedule(env, [_dose_action(env, d) for d in rounded]), doses, history
+    return FixedSchedule(env, [env.action_index(d) for d in rounded]), doses, history
 
 
 def _smooth_course(env, doses, theta, cov, bsa, sharpness):

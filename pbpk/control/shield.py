@@ -64,8 +64,8 @@ class ShieldedPolicy(eqx.Module):
         states = jax.vmap(self.env.initial_state)(self.prior.theta, self.prior.covariates, self.prior.bsa)
         values = jax.vmap(self.env.baseline_values)(states)
         k = self.prior.theta.shape[0]
-        present = self._baseline_slots()
-        loglik = jax.vmap(lambda v: self.env.sample_loglik(obs, self._at_slots(v), present))(values)
+        cols, present = self.env.sample_columns, self.env.baseline_slots
+        loglik = jax.vmap(lambda v: self.env.sample_loglik(obs, v[cols], present))(values)
         twin = ParticleTwin(states, loglik - jnp.log(k))
         return (twin, self.base.init(obs), jnp.asarray(-1))
 
@@ -127,16 +127,3 @@ class ShieldedPolicy(eqx.Module):
             ok = ok.any()
             allowed = allowed & ok
         return jnp.where(allowed.any(), pick, safest)
-
-    # ------------------------------------------------------------------ slots
-    def _at_slots(self, values):
-        cols = jnp.asarray([self.env._names.index(s.observation) for s in self.env.samples for _ in s.days])
-        return values[cols]
-
-    def _baseline_slots(self):
-        """The slots filled before treatment: each sample type's last one (as ``reset`` does)."""
-        present, k = [], 0
-        for s in self.env.samples:
-            present += [False] * (len(s.days) - 1) + [True]
-            k += len(s.days)
-        return jnp.asarray(present)

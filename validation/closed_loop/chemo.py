@@ -44,40 +44,33 @@ import time
 import numpy as np
 
 from validation._record import write_results
-from validation.closed_loop._table import safety_checks, summarise
+from validation.closed_loop._table import safety_checks, summarise, train_agents
 
 
 def main(quick: bool = False) -> None:
     import jax
 
     from pbpk.control import Patients, chemotherapy_env
-    from pbpk.control.agents import train_ppo
     from pbpk.control.policies import FixedSchedule, LabelRules, evaluate, optimise_schedule
 
     env = chemotherapy_env()
     n_test = 200 if quick else 1000
     test = Patients.from_population(env.model.population(n_test, jax.random.key(2026)))
     train = Patients.from_population(env.model.population(64, jax.random.key(11)))
-    level = lambda d: int(np.flatnonzero(np.isclose(np.asarray(env.doses), d))[0])
     start = time.perf_counter()
     plan, continuous, history = optimise_schedule(env, train, jax.random.key(1), steps=60 if quick else 300)
     seconds_opt = time.perf_counter() - start
     policies = {
-        "protocol 75 mg/m2": FixedSchedule(env, [level(75.0)] * env.horizon),
-        "protocol 100 mg/m2": FixedSchedule(env, [level(100.0)] * env.horizon),
+        "protocol 75 mg/m2": FixedSchedule(env, [env.action_index(75.0)] * env.horizon),
+        "protocol 100 mg/m2": FixedSchedule(env, [env.action_index(100.0)] * env.horizon),
         "label rules (100/75/60)": LabelRules(env, (100.0, 75.0, 60.0), hold=("ANC", 21.0, 1.5),
                                               reduce=("ANC", 7.0, 0.5)),
         "optimised static plan": plan,
     }
     pool = Patients.from_population(env.model.population(4096, jax.random.key(11)))
     frames = 30_720 if quick else 368_640
-    training = {}
-    for name, limit in (("PPO", None), ("PPO-Lagrangian", 0.01)):
-        policies[name], hist = train_ppo(env, pool, frames=frames, cost_limit=limit, seed=0)
-        training[name] = {"seconds": round(hist.seconds, 1), "frames": hist.frames[-1],
-                          "final_train_return": round(float(np.mean(hist.episode_return[-5:])), 4),
-                          "final_train_cost": round(float(np.mean(hist.episode_cost[-5:])), 4),
-                          "multiplier": round(hist.multiplier[-1], 3)}
+    agents, training = train_agents(env, pool, frames)
+    policies.update(agents)
     from pbpk.control.shield import ShieldedPolicy
 
     n_shield = 60 if quick else 300

@@ -21,34 +21,24 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 from validation._record import write_results
-from validation.closed_loop._table import safety_checks, summarise
+from validation.closed_loop._table import safety_checks, summarise, train_agents
 
 
 def main(quick: bool = False) -> None:
     import jax
 
     from pbpk.control import FixedSchedule, Patients, ShieldedPolicy, evaluate, nanoparticle_env
-    from pbpk.control.agents import train_ppo
 
     env = nanoparticle_env()
     n_test, n_shield = (200, 60) if quick else (1000, 300)
     test = Patients.from_population(env.model.population(n_test, jax.random.key(2026)))
     pool = Patients.from_population(env.model.population(4096, jax.random.key(11)))
-    action = lambda dose, days: int(np.flatnonzero(np.isclose(env.actions["dose"], dose)
-                                                   & np.isclose(env.actions["interval_days"], days))[0])
-    policies = {"protocol 40 mg/m2 q4w": FixedSchedule(env, [action(40.0, 28.0)] * env.horizon),
-                "label 50 mg/m2 q4w": FixedSchedule(env, [action(50.0, 28.0)] * env.horizon)}
+    policies = {"protocol 40 mg/m2 q4w": FixedSchedule(env, [env.action_index(40.0, 28.0)] * env.horizon),
+                "label 50 mg/m2 q4w": FixedSchedule(env, [env.action_index(50.0, 28.0)] * env.horizon)}
     frames = 61_440 if quick else 614_400
-    training = {}
-    for name, limit in (("PPO", None), ("PPO-Lagrangian", 0.01)):
-        policies[name], hist = train_ppo(env, pool, frames=frames, cost_limit=limit, seed=0)
-        training[name] = {"seconds": round(hist.seconds, 1), "frames": hist.frames[-1],
-                          "final_train_return": round(float(np.mean(hist.episode_return[-5:])), 4),
-                          "final_train_cost": round(float(np.mean(hist.episode_cost[-5:])), 4),
-                          "multiplier": round(hist.multiplier[-1], 3)}
+    agents, training = train_agents(env, pool, frames)
+    policies.update(agents)
     outcomes, seconds = {}, {}
     for name, policy in policies.items():
         t0 = time.perf_counter()

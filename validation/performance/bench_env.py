@@ -31,22 +31,9 @@ import time
 import numpy as np
 
 from validation._record import Check, write_results
+from validation.performance.bench_pbpk import lambdified_rhs, symbolic_rhs
 
 RTOL, ATOL = 1e-6, 1e-9
-
-
-def numpy_rhs(model):
-    """The model's printed equations as scalar NumPy code; f(t, y, p) -> list."""
-    import sympy as sp
-
-    names = {n: sp.Symbol(n) for n in model.parameter_names}
-    y_names = [("_" + n if n == "eliminated" else n) for n in model.state_names]
-    names.update({n: sp.Symbol(n) for n in y_names})
-    t = sp.Symbol("t")
-    names["t"] = t
-    exprs = [sp.sympify(eq.split(" = ", 1)[1], locals=names) for eq in model.equations]
-    args = (t, [names[n] for n in y_names], [names[n] for n in model.parameter_names])
-    return sp.lambdify(args, exprs, modules="numpy", cse=True), args, exprs
 
 
 def numba_rhs(model):
@@ -54,7 +41,7 @@ def numba_rhs(model):
     import sympy as sp
     from numba import njit
 
-    _, (t, ys, ps), exprs = numpy_rhs(model)
+    (t, ys, ps), exprs = symbolic_rhs(model)
     subs, reduced = sp.cse(exprs)
     lines = ["def f(t, y, p, out):"]
     lines += [f"    {s} = y[{i}]" for i, s in enumerate(ys)] + [f"    {s} = p[{i}]" for i, s in enumerate(ps)]
@@ -211,7 +198,7 @@ def main(quick: bool = False) -> None:
 
     env = chemotherapy_env()
     patients = Patients.from_population(env.model.population(4096, jax.random.key(0)))
-    py_rhs, _, _ = numpy_rhs(env.model)
+    py_rhs = lambdified_rhs(env.model)
     nb_rhs = numba_rhs(env.model)
     agree_py = check_baseline_agrees(env, py_rhs, numba=False)
     agree_nb = check_baseline_agrees(env, nb_rhs, numba=True)

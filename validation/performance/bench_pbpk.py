@@ -144,9 +144,8 @@ def linear_parts(model, theta, cov):
     return np.asarray(a), np.asarray(b)
 
 
-def lambdified_rhs(model):
-    """Scalar Python RHS from the model's symbolic right-hand side (its printed equations),
-    ``sympy.lambdify(modules="numpy", cse=True)``; returns f(t, y, p) -> list of derivatives."""
+def symbolic_rhs(model):
+    """The model's printed equations as sympy: ((t, state symbols, parameter symbols), expressions)."""
     import sympy as sp
 
     names = {n: sp.Symbol(n) for n in model.parameter_names}
@@ -160,8 +159,16 @@ def lambdified_rhs(model):
         if lhs.strip() != f"d{state}/dt":
             raise RuntimeError(f"unexpected equation layout: {eq[:60]}")
         exprs.append(sp.sympify(rhs, locals=names))
-    return sp.lambdify((t, [names[n] for n in y_names], [names[n] for n in model.parameter_names]), exprs,
-                       modules="numpy", cse=True)
+    return (t, [names[n] for n in y_names], [names[n] for n in model.parameter_names]), exprs
+
+
+def lambdified_rhs(model):
+    """Scalar Python RHS from the model's symbolic right-hand side (its printed equations),
+    ``sympy.lambdify(modules="numpy", cse=True)``; returns f(t, y, p) -> list of derivatives."""
+    import sympy as sp
+
+    args, exprs = symbolic_rhs(model)
+    return sp.lambdify(args, exprs, modules="numpy", cse=True)
 
 
 def _numba_functions():
