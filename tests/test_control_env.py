@@ -269,6 +269,11 @@ def test_mlp_policy_from_torch_gives_torch_logits():
     np.testing.assert_allclose(np.asarray(policy.logits(jnp.asarray(x.numpy()))), net(x).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
     assert int(policy.act(None, policy.init(None), jnp.asarray(x[0].numpy()))[0]) == int(net(x[0]).argmax())
+    other = MLP(in_features=5, out_features=3, num_cells=[8, 8], activation_class=torch.nn.Tanh)
+    policy.load_into(other)                                   # the round trip used to fine-tune
+    np.testing.assert_array_equal(other(x).detach().numpy(), net(x).detach().numpy())
+    with pytest.raises(ModelError, match="layer shapes"):
+        policy.load_into(MLP(in_features=5, out_features=3, num_cells=[4], activation_class=torch.nn.Tanh))
 
 
 def test_ppo_lagrangian_multiplier_follows_the_cost():
@@ -282,6 +287,31 @@ def test_ppo_lagrangian_multiplier_follows_the_cost():
                         cost_limit=0.5, multiplier_lr=0.25, epochs=1, minibatch=8, progress=False)
     assert hist.episode_cost == [2.0, 2.0]                             # two cycles, both over the limit
     assert hist.multiplier == pytest.approx([0.25 * 1.5, 0.25 * 3.0])
+
+
+def test_episode_costs_and_their_tail_mean():
+    from pbpk.control.agents import episode_costs, tail_mean
+
+    cost = np.asarray([[1.0, 0.0, 2.0, 0.0, 5.0], [0.0, 3.0, 0.0, 0.0, 1.0]])
+    done = np.asarray([[0, 1, 0, 1, 0], [0, 0, 1, 0, 1]], bool)          # the 5.0 is an unfinished episode
+    np.testing.assert_array_equal(episode_costs(cost, done), [1.0, 2.0, 3.0, 1.0])
+    assert tail_mean([1.0, 2.0, 3.0, 1.0], 0.5) == 2.5 and tail_mean([1.0, 2.0, 3.0, 1.0], 0.1) == 3.0
+    assert tail_mean([1.0, 2.0, 3.0, 1.0], 1.0) == 1.75
+
+
+def test_ppo_cvar_multiplier_follows_the_worst_episodes():
+    """Patients with IIV on a peak limit: episode costs differ, and λ moves with the mean cost of
+    the worst quarter of each batch, which is above the batch mean."""
+    pytest.importorskip("torchrl")
+    from pbpk.control.agents import train_ppo
+
+    env = shield_env()
+    pool = Patients.from_population(env.model.population(64, jax.random.key(3)))
+    _, hist = train_ppo(env, pool, frames=2 * 32 * env.horizon, batch=32, cost_limit=0.1, cvar=0.25,
+                        multiplier_lr=0.5, epochs=1, minibatch=32, progress=False)
+    steps = np.diff([0.0, *hist.multiplier])
+    np.testing.assert_allclose(steps, 0.5 * (np.asarray(hist.constrained_cost) - 0.1), atol=1e-12)
+    assert all(c > m for c, m in zip(hist.constrained_cost, hist.episode_cost))
 
 
 # ----------------------------------------------------------------------------- the twin-forecast shield
@@ -344,6 +374,92 @@ def test_shield_never_passes_an_action_whose_risk_exceeds_delta():
     none_safe = risks.min(-1) > delta
     assert np.all((picked <= delta) | (none_safe & (picked == risks.min(-1))))
     assert np.all(chosen <= 3) and (chosen < 3).any() and (chosen > 0).any()
+
+
+def test_weighted_quantile_matches_the_cumulative_weight_definition():
+    from pbpk.control.particles import weighted_quantile
+
+    rng = np.random.default_rng(0)
+    values, weights = rng.normal(size=(5, 40)), rng.uniform(size=40)
+    for q in (0.1, 0.5, 0.9):
+        got = np.asarray(weighted_quantile(jnp.asarray(values), jnp.asarray(weights), q))
+        for row, g in zip(values, got):
+            order = np.argsort(row)
+            cw = np.cumsum(weights[order]) / weights.sum()
+            assert g == row[order][np.searchsorted(cw, q)]
+
+
+def test_precision_dosing_with_a_known_patient_gives_the_largest_dose_on_target():
+    """A twin whose particles are all the true patient forecasts exactly: MIPD must give the
+    largest dose whose true peak stays ≤ the target, cycle after cycle — for a daily bolus the
+    peak is the residual concentration plus dose / V, the residual decaying as exp(−CL/V · 24 h)."""
+    from pbpk.control.mipd import PrecisionDosing
+
+    env = shield_env()
+    cohort = Patients.from_population(env.model.population(6, jax.random.key(7)))
+    cl = np.asarray(cohort.theta[:, env.model.parameter_index("CL")])
+    v = np.asarray(cohort.theta[:, env.model.parameter_index("V")])
+    target = 1.8
+    expected = np.zeros((6, env.horizon))
+    for i in range(6):
+        residual = 0.0
+        for k in range(env.horizon):
+            expected[i, k] = max(d for d in (0.0, 50.0, 100.0, 150.0) if residual + d / v[i] <= target)
+            residual = (residual + expected[i, k] / v[i]) * np.exp(-cl[i] / v[i] * 24.0)
+
+    def course(key, pool):
+        prior = Patients(jnp.repeat(pool.theta, 8, 0), jnp.repeat(pool.covariates, 8, 0), jnp.repeat(pool.bsa, 8))
+        mipd = PrecisionDosing(env, prior, observation="Cp", statistic="max", target=target, max_risk=1.0)
+        obs, state = env.reset(key, pool)
+        carry, doses = mipd.init(obs), []
+        for k in jax.random.split(key, env.horizon):
+            action, carry = mipd.act(k, carry, obs)
+            doses.append(env.doses[action])
+            obs, state, *_ = env.step_env(k, state, action)
+        return jnp.stack(doses)
+
+    doses = np.asarray(jax.vmap(course)(jax.random.split(jax.random.key(8), 6), cohort.cohort()))
+    assert len(np.unique(expected)) > 1 and (expected[:, 0] != expected[:, -1]).any()
+    np.testing.assert_array_equal(doses, expected)
+
+
+def test_precision_dosing_choice_meets_its_forecast_target_or_is_the_least_intense():
+    from pbpk.control.mipd import PrecisionDosing
+    from pbpk.control.particles import ParticleTwin
+
+    env = shield_env()
+    prior = Patients.from_population(env.model.population(64, jax.random.key(3)))
+    mipd = PrecisionDosing(env, prior, observation="Cp", statistic="max", target=2.2, quantile=0.9, max_risk=0.2)
+    obs, _ = env.reset(jax.random.key(1), Patients.typical(env.model))
+    twin = ParticleTwin.from_prior(env, prior, obs)
+    value, risk = (np.asarray(x) for x in mipd.forecast(twin))
+    action = int(mipd.choose(jnp.asarray(value), jnp.asarray(risk)))
+    ok = (value <= 2.2) & (risk <= 0.2)
+    assert ok[action] and np.asarray(env.doses)[action] == np.asarray(env.doses)[ok].max()
+    assert ok.any() and not ok.all()
+    with pytest.raises(ModelError, match="Did you mean 'Cp'"):
+        PrecisionDosing(env, prior, observation="cp", statistic="max", target=1.0)
+
+
+def test_static_plan_levels_are_the_best_feasible_plan_by_brute_force():
+    """From a continuous plan below every level's worth, the level climb must reach the plan a
+    brute-force search over all 4³ plans finds: the best mean return with ≤ 10 % of patients
+    crossing the peak limit."""
+    import itertools
+
+    from pbpk.control.policies import FixedSchedule, _climb_levels, evaluate
+
+    env = shield_env()
+    cohort = Patients.from_population(env.model.population(40, jax.random.key(12)))
+    key = jax.random.key(0)
+    plan = _climb_levels(env, np.asarray([10.0, 10.0, 10.0]), cohort, key, 0.1)
+    best = None
+    for actions in itertools.product(range(4), repeat=3):
+        out = evaluate(env, FixedSchedule(env, actions), cohort, key)
+        eff, rate = float(out.efficacy.mean()), float(out.violated.mean())
+        if rate <= 0.1 and (best is None or eff > best[0]):
+            best = (eff, list(actions))
+    assert plan == best[1] and 0 < sum(plan) < 9
 
 
 def test_forecast_schedule_table_and_cli(chemo, tmp_path):

@@ -110,6 +110,13 @@ def _cell(x) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
+def _rows(by_name, key: str):
+    """{name: {column: value}} as table rows with the name under ``key`` (None if not that shape)."""
+    if isinstance(by_name, dict) and by_name and all(isinstance(v, dict) for v in by_name.values()):
+        return [{key: name, **values} for name, values in by_name.items()]
+    return None
+
+
 def _table(header, rows) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
@@ -205,6 +212,7 @@ def render_report(results_dir: str | Path = RESULTS_DIR, figures_dir: str | Path
             lines += ["Notes:", ""] + [f"- `{c.get('id')}`: {c['note']}" for c in notes] + [""]
         tables = [("Measurements", d.get("table"))] + [(f"Measurements ({p})", (d.get(p) or {}).get("table"))
                                                         for p in d.get("parts", {})]
+        tables += [(f"Training ({p})", _rows((d.get(p) or {}).get("training"), "agent")) for p in d.get("parts", {})]
         for title, table in tables:
             if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
                 header = list(dict.fromkeys(k for r in table for k in r))

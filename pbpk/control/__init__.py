@@ -20,8 +20,11 @@ from .cases import nanoparticle_env as nanoparticle_env
 from .cases import radioligand_env as radioligand_env
 from .policies import FixedSchedule as FixedSchedule
 from .policies import LabelRules as LabelRules
+from .policies import compare as compare
 from .policies import evaluate as evaluate
 from .policies import optimise_schedule as optimise_schedule
 from .schedule import DosingSchedule as DosingSchedule
 from .schedule import forecast_schedule as forecast_schedule
+from .mipd import PrecisionDosing as PrecisionDosing
+from .particles import ParticleTwin as ParticleTwin
 from .shield import ShieldedPolicy as ShieldedPolicy

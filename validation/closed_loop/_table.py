@@ -44,5 +44,55 @@ def train_agents(env, pool, frames: int) -> tuple[dict, dict]:
         training[name] = {"seconds": round(hist.seconds, 1), "frames": hist.frames[-1],
                           "final_train_return": round(float(np.mean(hist.episode_return[-5:])), 4),
                           "final_train_cost": round(float(np.mean(hist.episode_cost[-5:])), 4),
-                          "multiplier": round(hist.multiplier[-1], 3)}
+                          "multiplier": round(hist.multiplier[-1], 3), **convergence(hist)}
     return policies, training
+
+
+def evaluate_all(env, policies: dict, patients, key) -> tuple[dict, dict]:
+    """({name: Outcome}, {name: seconds}) for every policy on the same patients and keys."""
+    import time
+
+    from pbpk.control import evaluate
+
+    outcomes, seconds = {}, {}
+    for name, policy in policies.items():
+        t0 = time.perf_counter()
+        outcomes[name] = evaluate(env, policy, patients, key)
+        seconds[name] = time.perf_counter() - t0
+    return outcomes, seconds
+
+
+def first(patients, n: int):
+    """The first ``n`` patients of a cohort."""
+    from pbpk.control import Patients
+
+    return Patients(patients.theta[:n], patients.covariates[:n], patients.bsa[:n])
+
+
+def perturbed(model, patients, factors: dict):
+    """The cohort with each named parameter multiplied by its factor (a truth the model lacks)."""
+    import jax.numpy as jnp
+
+    from pbpk.control import Patients
+
+    theta = patients.theta
+    for name, factor in factors.items():
+        j = model.parameter_index(name)
+        theta = theta.at[:, j].multiply(factor)
+    return Patients(jnp.asarray(theta), patients.covariates, patients.bsa)
+
+
+def convergence(history, share: float = 0.95) -> dict:
+    """Training time to convergence: the first collection after which the moving-average (5
+    batches) episode return stays within 1 − ``share`` of its final value (relative to the range
+    of the curve), in frames and seconds."""
+    import numpy as np
+
+    ret = np.convolve(np.asarray(history.episode_return), np.ones(5) / 5, mode="valid")
+    tol = (1 - share) * max(np.ptp(ret), 1e-12)
+    outside = np.flatnonzero(np.abs(ret - ret[-1]) > tol)
+    at = 0 if outside.size == 0 else min(outside[-1] + 1, ret.size - 1)
+    batch = at + 4                                    # the moving average's last batch
+    frames = history.frames[batch]
+    return {"frames_to_converge": int(frames),
+            "seconds_to_converge": round(history.seconds * frames / history.frames[-1], 1)}
