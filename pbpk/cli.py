@@ -24,14 +24,20 @@ def main(argv=None) -> int:
     simulate.add_argument("--out", default="simulation.csv")
     schedule = sub.add_parser("schedule", help="a dosing schedule and its forecast for a case's patient")
     schedule.add_argument("--case", choices=("chemotherapy", "nanoparticle", "radioligand"), default="chemotherapy")
-    schedule.add_argument("--policy", choices=("protocol", "rules", "optimised"), default="protocol",
-                          help="the standard protocol, the label rules (chemotherapy) or the optimised static plan")
+    schedule.add_argument("--policy", choices=("protocol", "rules", "optimised", "mipd"), default="protocol",
+                          help="the standard protocol, the label rules (chemotherapy), the optimised static plan or "
+                               "model-informed precision dosing with a 64-particle twin")
     schedule.add_argument("--draws", type=int, default=500, help="twin draws (virtual patients from the population)")
     schedule.add_argument("--seed", type=int, default=0)
     schedule.add_argument("--out", default="schedule.csv")
     schedule.add_argument("--figure", default=None, help="also save the schedule figure (PNG)")
     args = parser.parse_args(argv)
     return {"demo": _demo, "models": _models, "simulate": _simulate, "schedule": _schedule}[args.command](args)
+
+
+# The MIPD target per case: (observation, statistic, target; None = the case's first limit).
+_MIPD_TARGETS = {"chemotherapy": ("ANC", "min", 0.5), "nanoparticle": ("C_skin", "max", None),
+                 "radioligand": ("BED_kidney", "max", None)}
 
 
 def _schedule(args) -> int:
@@ -48,6 +54,11 @@ def _schedule(args) -> int:
             print("pbpk schedule: --policy rules is defined for the chemotherapy case (the docetaxel label).")
             return 2
         policy = control.LabelRules(env, (100.0, 75.0, 60.0), hold=("ANC", 21.0, 1.5), reduce=("ANC", 7.0, 0.5))
+    elif args.policy == "mipd":
+        prior = control.Patients.from_population(env.model.population(64, jax.random.key(args.seed + 4)))
+        observation, statistic, target = _MIPD_TARGETS[args.case]
+        target = env.limits[0].threshold if target is None else target
+        policy = control.PrecisionDosing(env, prior, observation=observation, statistic=statistic, target=target)
     else:
         train = control.Patients.from_population(env.model.population(64, jax.random.key(args.seed + 1)))
         policy, _, _ = control.optimise_schedule(env, train, jax.random.key(args.seed + 2))

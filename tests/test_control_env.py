@@ -466,7 +466,7 @@ def test_forecast_schedule_table_and_cli(chemo, tmp_path):
     """The schedule of the fixed protocol: 75 mg/m² for all draws in every cycle, cumulative
     efficacy and P(violation) non-decreasing, the last cycle's P equal to the cohort's rate."""
     from pbpk.cli import main
-    from pbpk.control import FixedSchedule, evaluate, forecast_schedule
+    from pbpk.control import FixedSchedule, compare, evaluate, forecast_schedule
 
     twin = Patients.from_population(chemo.model.population(40, jax.random.key(6)))
     policy = FixedSchedule(chemo, [chemo.standard] * chemo.horizon)
@@ -479,6 +479,9 @@ def test_forecast_schedule_table_and_cli(chemo, tmp_path):
     out = evaluate(chemo, policy, twin, jax.random.key(1))
     assert p[-1] == pytest.approx(float(np.mean(np.asarray(out.violated))))
     assert t["efficacy_median"].iloc[-1] == pytest.approx(float(np.median(np.asarray(out.efficacy))))
+    table = compare(chemo, {"protocol": policy}, twin, jax.random.key(1))
+    assert table.loc["protocol", "violation_rate"] == pytest.approx(float(np.mean(np.asarray(out.violated))))
+    assert table.loc["protocol", "efficacy 2.5%"] <= table.loc["protocol", "efficacy"] <= table.loc["protocol", "efficacy 97.5%"]
     csv = tmp_path / "s.csv"
     assert main(["schedule", "--draws", "20", "--out", str(csv)]) == 0
     assert len(__import__("pandas").read_csv(csv)) == chemo.horizon

@@ -111,9 +111,11 @@ def _cell(x) -> str:
 
 
 def _rows(by_name, key: str):
-    """{name: {column: value}} as table rows with the name under ``key`` (None if not that shape)."""
+    """{name: {column: value}} as table rows with the name under ``key`` (None if not that shape);
+    nested values (curves) are left to the JSON."""
     if isinstance(by_name, dict) and by_name and all(isinstance(v, dict) for v in by_name.values()):
-        return [{key: name, **values} for name, values in by_name.items()]
+        return [{key: name, **{k: v for k, v in values.items() if not isinstance(v, (dict, list))}}
+                for name, values in by_name.items()]
     return None
 
 

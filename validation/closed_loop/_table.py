@@ -44,7 +44,11 @@ def train_agents(env, pool, frames: int) -> tuple[dict, dict]:
         training[name] = {"seconds": round(hist.seconds, 1), "frames": hist.frames[-1],
                           "final_train_return": round(float(np.mean(hist.episode_return[-5:])), 4),
                           "final_train_cost": round(float(np.mean(hist.episode_cost[-5:])), 4),
-                          "multiplier": round(hist.multiplier[-1], 3), **convergence(hist)}
+                          "multiplier": round(hist.multiplier[-1], 3), **convergence(hist),
+                          "curve": {"frames": list(hist.frames),
+                                    "episode_return": [round(float(v), 4) for v in hist.episode_return],
+                                    "episode_cost": [round(float(v), 4) for v in hist.episode_cost],
+                                    "multiplier": [round(float(v), 4) for v in hist.multiplier]}}
     return policies, training
 
 
@@ -83,16 +87,17 @@ def perturbed(model, patients, factors: dict):
 
 
 def convergence(history, share: float = 0.95) -> dict:
-    """Training time to convergence: the first collection after which the moving-average (5
-    batches) episode return stays within 1 − ``share`` of its final value (relative to the range
-    of the curve), in frames and seconds."""
+    """Training time to convergence: the first collection by which the 5-collection moving
+    averages of the episode return and of the episode cost have both come ``share`` of the way
+    from their first to their final values (within 5 % of the distance), in frames and seconds."""
     import numpy as np
 
-    ret = np.convolve(np.asarray(history.episode_return), np.ones(5) / 5, mode="valid")
-    tol = (1 - share) * max(np.ptp(ret), 1e-12)
-    outside = np.flatnonzero(np.abs(ret - ret[-1]) > tol)
-    at = 0 if outside.size == 0 else min(outside[-1] + 1, ret.size - 1)
-    batch = at + 4                                    # the moving average's last batch
-    frames = history.frames[batch]
+    def first_reach(series):
+        ma = np.convolve(np.asarray(series, float), np.ones(5) / 5, mode="valid")
+        tol = (1 - share) * abs(ma[-1] - ma[0])
+        return int(np.flatnonzero(np.abs(ma - ma[-1]) <= tol + 1e-12)[0]) + 4   # the average's last collection
+
+    at = max(first_reach(history.episode_return), first_reach(history.episode_cost))
+    frames = history.frames[at]
     return {"frames_to_converge": int(frames),
             "seconds_to_converge": round(history.seconds * frames / history.frames[-1], 1)}

@@ -82,7 +82,11 @@ def main(quick: bool = False) -> None:
     checks = [Check("adaptation.speedup", "frames to 95 % of final return: scratch / fine-tuned (median over "
                     f"{n_patients} patients' twins)", "issue 8: adaptation speed measured", speedup, "x", "> 1",
                     speedup > 1.0)]
-    write_results("closed_loop", checks, part="adaptation", extra={"table": rows, "details": {
+    on_truth = {name: {"mean_true_shrinkage": round(float(np.mean([r[f"true_{name}_shrinkage"] for r in rows])), 4),
+                       "violations": int(sum(r[f"true_{name}_violation"] for r in rows))}
+                for name in ("population", "fine-tuned", "scratch", "protocol 75")}
+    print(on_truth)
+    write_results("closed_loop", checks, part="adaptation", extra={"table": rows, "on_true_patients": on_truth, "details": {
         "patients": n_patients, "frames_per_run": frames, "population_frames": pop_frames, "twin_particles": 256,
         "pool_draws": 512, "quick": quick}})
 

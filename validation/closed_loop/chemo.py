@@ -32,7 +32,10 @@ same 300 beside them:
 * MIPD: model-informed precision dosing — the largest dose whose posterior-median forecast ANC
   nadir in the next cycle is ≥ 0.5 × 10⁹/L (the grade-4 line; ``pbpk.control.PrecisionDosing``);
 * shielded: the twin-forecast shield (an action is masked when its forecast P(violation in the
-  next cycle) > δ = 0.02) over PPO-Lagrangian and over protocol 100.
+  next cycle) > δ = 0.02) over PPO-Lagrangian and over protocol 100;
+* cautious shield: over protocol 100 with δ = 0.001 and a wider rejuvenation kernel (jitter 0.2
+  instead of 0.05), the setting that reached 1 % violations on 100 training patients (key 11,
+  not the test cohort) — the other end of the twin's safety–efficacy trade-off.
 
 Misspecified truth: the same 300 patients with docetaxel clearance × 0.75 and the neutrophils'
 drug sensitivity (slope) × 1.3 — a population more exposed and more sensitive than the model
@@ -87,7 +90,9 @@ def main(quick: bool = False) -> None:
     twin_policies = {
         "MIPD (median nadir >= 0.5)": PrecisionDosing(env, prior, observation="ANC", statistic="min", target=0.5),
         "PPO-Lagrangian + shield": ShieldedPolicy(env, policies["PPO-Lagrangian"], prior, delta=0.02),
-        "protocol 100 mg/m2 + shield": ShieldedPolicy(env, policies["protocol 100 mg/m2"], prior, delta=0.02)}
+        "protocol 100 mg/m2 + shield": ShieldedPolicy(env, policies["protocol 100 mg/m2"], prior, delta=0.02),
+        "protocol 100 mg/m2 + cautious shield": ShieldedPolicy(env, policies["protocol 100 mg/m2"], prior,
+                                                               delta=0.001, jitter=0.2)}
     twin_out, twin_sec = evaluate_all(env, twin_policies, subset, jax.random.key(0))
     same = ("protocol 75 mg/m2", "protocol 100 mg/m2", "label rules (100/75/60)", "PPO-Lagrangian")
     for name in same:
