@@ -407,16 +407,20 @@ def test_precision_dosing_with_a_known_patient_gives_the_largest_dose_on_target(
             expected[i, k] = max(d for d in (0.0, 50.0, 100.0, 150.0) if residual + d / v[i] <= target)
             residual = (residual + expected[i, k] / v[i]) * np.exp(-cl[i] / v[i] * 24.0)
 
+    @jax.jit
     def course(key, pool):
         prior = Patients(jnp.repeat(pool.theta, 8, 0), jnp.repeat(pool.covariates, 8, 0), jnp.repeat(pool.bsa, 8))
         mipd = PrecisionDosing(env, prior, observation="Cp", statistic="max", target=target, max_risk=1.0)
         obs, state = env.reset(key, pool)
-        carry, doses = mipd.init(obs), []
-        for k in jax.random.split(key, env.horizon):
-            action, carry = mipd.act(k, carry, obs)
-            doses.append(env.doses[action])
+
+        def step(carry, k):
+            obs, state, memory = carry
+            action, memory = mipd.act(k, memory, obs)
             obs, state, *_ = env.step_env(k, state, action)
-        return jnp.stack(doses)
+            return (obs, state, memory), env.doses[action]
+
+        _, doses = jax.lax.scan(step, (obs, state, mipd.init(obs)), jax.random.split(key, env.horizon))
+        return doses
 
     doses = np.asarray(jax.vmap(course)(jax.random.split(jax.random.key(8), 6), cohort.cohort()))
     assert len(np.unique(expected)) > 1 and (expected[:, 0] != expected[:, -1]).any()
