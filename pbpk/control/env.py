@@ -408,11 +408,15 @@ class DosingEnv(eqx.Module):
         elif r.kind == "increase":
             value = obs_end[i] - start
         else:
-            t = self.sim.grid / self.day
-            y = jnp.where(inside, grid_obs[:, i], 0.0)
-            value = jnp.sum(jnp.where(inside[1:], 0.5 * (y[1:] + y[:-1]) * jnp.diff(t), 0.0))
+            value = self.cycle_auc(grid_obs[:, i], inside)
         value = value / r.scale
         return value / jnp.maximum(reference, 1e-300) if r.relative else value
+
+    def cycle_auc(self, y, inside):
+        """Trapezoidal integral (per day) of ``y`` on the cycle grid, over the points inside the cycle."""
+        t = self.sim.grid / self.day
+        y = jnp.where(inside, y, 0.0)
+        return jnp.sum(jnp.where(inside[1:], 0.5 * (y[1:] + y[:-1]) * jnp.diff(t), 0.0))
 
     def _violations(self, grid_obs, inside):
         dt = jnp.diff(self.sim.grid, append=self.sim.grid[-1]) / self.day

@@ -17,7 +17,6 @@ its interval) wins; when none is admissible, the least intense one is given.
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 
 from ..errors import ModelError, did_you_mean
@@ -59,8 +58,7 @@ class PrecisionDosing(eqx.Module):
 
     def act(self, key, carry, obs):
         twin, last = carry
-        twin = jax.lax.cond(last >= 0, lambda t: t.assimilate(self.env, last, obs), lambda t: t, twin)
-        twin = twin.rejuvenate(key, self.jitter)
+        twin = twin.update(self.env, last, obs, key, self.jitter)
         value, risk = self.forecast(twin)
         action = self.choose(value, risk)
         return action, (twin, action)
@@ -84,7 +82,5 @@ class PrecisionDosing(eqx.Module):
         elif self.statistic == "max":
             value = jnp.max(jnp.where(inside, y, -jnp.inf))
         else:
-            t = self.env.sim.grid / self.env.day
-            y = jnp.where(inside, y, 0.0)
-            value = jnp.sum(jnp.where(inside[1:], 0.5 * (y[1:] + y[:-1]) * jnp.diff(t), 0.0))
+            value = self.env.cycle_auc(y, inside)
         return value, violated.any()

@@ -55,6 +55,12 @@ class ParticleTwin(eqx.Module):
         states, loglik = jax.vmap(one)(self.states)
         return ParticleTwin(states, self.log_weights + loglik)
 
+    def update(self, env: DosingEnv, last_action, obs, key, jitter: float) -> "ParticleTwin":
+        """One decision's bookkeeping: assimilate the cycle just given (none before the first
+        dose, ``last_action`` < 0), then rejuvenate."""
+        twin = jax.lax.cond(last_action >= 0, lambda t: t.assimilate(env, last_action, obs), lambda t: t, self)
+        return twin.rejuvenate(key, jitter)
+
     def rejuvenate(self, key, jitter: float) -> "ParticleTwin":
         """Resampled and jittered when the effective sample size fell below K/2, else unchanged."""
         k = self.log_weights.shape[0]

@@ -206,9 +206,9 @@ def optimise_schedule(env: DosingEnv, patients: Patients, key, *, violation_rate
 
     for _ in tqdm(range(steps), desc="optimise_schedule", leave=False):
         z, lam, state, eff, rate = update(z, lam, state)
-        history["efficacy"].append(float(eff))
-        history["violation"].append(float(rate))
-        history["multiplier"].append(float(lam))
+        for name, value in zip(history, (eff, rate, lam)):
+            history[name].append(value)          # kept on the device: no host sync per step
+    history = {name: [float(v) for v in np.asarray(values)] for name, values in history.items()}
     doses = np.asarray(top * jax.nn.sigmoid(z))
     plan = _climb_levels(env, doses, cohort, key, violation_rate)
     return FixedSchedule(env, plan), doses, history

@@ -44,8 +44,7 @@ class ShieldedPolicy(eqx.Module):
     def act(self, key, carry, obs):
         twin, memory, last = carry
         k_base, k_resample = jax.random.split(key)
-        twin = jax.lax.cond(last >= 0, lambda t: t.assimilate(self.env, last, obs), lambda t: t, twin)
-        twin = twin.rejuvenate(k_resample, self.jitter)
+        twin = twin.update(self.env, last, obs, k_resample, self.jitter)
         risk = self.risk(twin)
         proposal, memory = self.base.act(k_base, memory, obs)
         action = self._choose(obs, proposal, risk)
