@@ -28,3 +28,7 @@ from .schedule import forecast_schedule as forecast_schedule
 from .mipd import PrecisionDosing as PrecisionDosing
 from .particles import ParticleTwin as ParticleTwin
 from .shield import ShieldedPolicy as ShieldedPolicy
+from .closed_loop import ClosedLoopResult as ClosedLoopResult
+from .closed_loop import Drift as Drift
+from .closed_loop import decision_seconds as decision_seconds
+from .closed_loop import run_closed_loop as run_closed_loop

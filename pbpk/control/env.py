@@ -24,6 +24,7 @@ number, the cumulative dose and the last dose.  The true state stays in ``EnvSta
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass
 
@@ -208,6 +209,8 @@ class DosingEnv(eqx.Module):
         grid_hours: spacing of the within-cycle grid on which rewards and limits are evaluated.
         standard: the standard protocol's (dose, interval_days), kept as ``env.standard`` (an
             action index) for baselines.
+        noise: False for noise-free samples (the residual-error models still weigh them in a
+            twin's likelihood); ``env.without_noise()`` gives such a copy.
     """
 
     model: CompiledModel
@@ -227,10 +230,11 @@ class DosingEnv(eqx.Module):
     limits: tuple[Limit, ...] = eqx.field(static=True)
     day: float = eqx.field(static=True)
     standard: int | None = eqx.field(static=True)
+    noise: bool = eqx.field(static=True)
 
     def __init__(self, model: CompiledModel, *, doses, dose_unit: str, into, interval_days, horizon: int,
                  samples, reward: Reward, limits=(), infusion_hours: float = 0.0, horizon_days: float | None = None,
-                 grid_hours: float = 6.0, rtol: float = 1e-6, atol: float = 1e-9, standard=None):
+                 grid_hours: float = 6.0, rtol: float = 1e-6, atol: float = 1e-9, standard=None, noise: bool = True):
         doses = tuple(float(d) for d in np.atleast_1d(doses))
         intervals = tuple(float(d) for d in np.atleast_1d(interval_days))
         if not doses or any(not (np.isfinite(d) and d >= 0) for d in doses):
@@ -244,7 +248,7 @@ class DosingEnv(eqx.Module):
                 _unknown_observation(model, item)
         self.model, self.samples, self.reward, self.limits = model, tuple(samples), reward, tuple(limits)
         self.horizon, self.horizon_days = horizon, horizon_days
-        self.dose_unit = dose_unit
+        self.dose_unit, self.noise = dose_unit, bool(noise)
         self.per_m2 = "m^2" in dose_unit.replace("²", "^2")
         self.day = convert_factor(parse_unit("day"), parse_unit(model.time_unit), what="DosingEnv time")
         self.dose_factor = 1.0 if not isinstance(into, str) else _dose_factor(model, dose_unit, self.per_m2)
@@ -257,6 +261,12 @@ class DosingEnv(eqx.Module):
         self.sample_index, self.sample_days = jnp.asarray(index), jnp.asarray(days)
         self.sim = CycleSimulator(model, into, grid * self.day, infusion=infusion_hours / 24.0 * self.day,
                                   rtol=rtol, atol=atol)
+
+    def without_noise(self) -> "DosingEnv":
+        """The same environment with noise-free samples (missingness is kept)."""
+        quiet = copy.copy(self)
+        object.__setattr__(quiet, "noise", False)      # a static field: not reachable by tree_at
+        return quiet
 
     # ------------------------------------------------------------------ spaces
     @property
@@ -439,7 +449,7 @@ class DosingEnv(eqx.Module):
         keys = jax.random.split(k_noise, len(cols))
         for n, (j, v) in enumerate(zip(cols, values)):
             err = self.model.errors[j] if j < n_obs else None
-            noisy.append(v if err is None else err.sample(keys[n], v))
+            noisy.append(v if err is None or not self.noise else err.sample(keys[n], v))
         noisy = jnp.stack(noisy) / jnp.asarray(scales)
         noisy = jnp.where(jnp.asarray(logs), jnp.log(jnp.maximum(noisy, 1e-12)), noisy)
         missing = ~present | (jax.random.uniform(k_miss, (len(cols),)) < jnp.asarray(miss_p))

@@ -111,14 +111,16 @@ class Outcome(eqx.Module):
         return out
 
 
-def evaluate(env: DosingEnv, policy, patients: Patients, key) -> Outcome:
+def evaluate(env: DosingEnv, policy, patients: Patients, key, *, drift=None) -> Outcome:
     """Run ``policy`` for one episode on every patient of ``patients`` (one each, in order), the
-    same keys for every policy given the same ``key``: paired comparisons."""
-    return _evaluate(env, policy, patients.cohort(), key)
+    same keys for every policy given the same ``key``: paired comparisons.  ``drift`` (a
+    ``pbpk.control.Drift``) changes each true patient's parameters between cycles."""
+    return _evaluate(env, policy, patients.cohort(), key, drift, None)[0]
 
 
 @eqx.filter_jit
-def _evaluate(env, policy, cohort, key):
+def _evaluate(env, policy, cohort, key, drift, record):
+    """Outcomes and, with ``record(memory, state)``, what it returns after every decision."""
     n = cohort.theta.shape[0]
 
     def one(k, pool):
@@ -129,17 +131,20 @@ def _evaluate(env, policy, cohort, key):
             obs, state, memory, alive = carry
             k_act, k_env = jax.random.split(k_step)
             action, memory = policy.act(k_act, memory, obs)
+            seen = None if record is None else record(memory, state)
             obs2, state2, reward, cost, term, trunc, info = env.step_env(k_env, state, action)
+            if drift is not None:
+                state2 = drift(state2)
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(alive, a, b), new, old)
-            record = (jnp.where(alive, reward, 0.0), jnp.where(alive, cost, 0.0),
-                      info["violations"] & alive, jnp.where(alive, action, -1))
-            return (keep(obs2, obs), keep(state2, state), memory, alive & ~(term | trunc)), record
+            out = (jnp.where(alive, reward, 0.0), jnp.where(alive, cost, 0.0),
+                   info["violations"] & alive, jnp.where(alive, action, -1), seen)
+            return (keep(obs2, obs), keep(state2, state), memory, alive & ~(term | trunc)), out
 
         init = (obs, state, policy.init(obs), jnp.array(True))
-        (_, last, _, _), (rewards, costs, violations, actions) = jax.lax.scan(
+        (_, last, _, _), (rewards, costs, violations, actions, seen) = jax.lax.scan(
             step, init, jax.random.split(k_run, env.horizon))
         return Outcome(rewards.sum(), costs.sum(), violations.any(), violations.any(axis=0),
-                       last.cumulative_dose, actions, rewards, violations)
+                       last.cumulative_dose, actions, rewards, violations), seen
 
     return jax.vmap(one)(jax.random.split(key, n), cohort)
 
