@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import jax.numpy as jnp
+import sympy as sp
 
 from pbpk.errors import ModelError, did_you_mean
 from pbpk.residual import AbstractResidualError, LogNormal, Proportional
@@ -115,7 +116,9 @@ def friberg2002(drug: str = "docetaxel_kloft", transit: int = 3) -> Model:
     chain += [m.state(f"Transit{i}", initial=circ0, unit=ANC_UNIT, description="maturing cells")
               for i in range(1, transit + 1)]
     circ = m.state("Circ", initial=circ0, unit=ANC_UNIT, description=f"circulating {ps.cell}")
-    feedback = (circ0 / circ) ** gamma
+    # The floor never binds on a solution; it keeps a rejected solver stage with Circ < 0 from
+    # putting NaN into reverse-mode gradients (0 · NaN in the adjoint of the discarded step).
+    feedback = (circ0 / sp.Max(circ, 1e-9 * circ0)) ** gamma
     m.ode(chain[0], ktr * chain[0] * (1 - m.symbol("E_drug")) * feedback - ktr * chain[0])
     for upstream, state in zip(chain, chain[1:] + [circ]):
         m.ode(state, ktr * upstream - ktr * state)
