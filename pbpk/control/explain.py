@@ -72,7 +72,7 @@ def explain(env: DosingEnv, policy, carry, obs, key) -> Recommendation:
     if before is None:
         raise ModelError(f"explain: {type(policy).__name__} holds no ParticleTwin; explain a PrecisionDosing or "
                          "ShieldedPolicy decision.")
-    action, new_carry = eqx.filter_jit(policy.act)(key, carry, obs)
+    action, new_carry = _act(policy, key, carry, obs)
     twin, action = _twin(new_carry), int(action)
     level = float(getattr(policy, "delta", getattr(policy, "max_risk", 1.0)))
     reward, _, violated = _forecast_all(env, twin)
@@ -81,6 +81,11 @@ def explain(env: DosingEnv, policy, carry, obs, key) -> Recommendation:
                           level, alternatives, _binding(env, alternatives, action, level),
                           _parameter_elasticities(env, twin, action),
                           _observation_elasticities(env, carry, obs, action))
+
+
+@eqx.filter_jit
+def _act(policy, key, carry, obs):
+    return policy.act(key, carry, obs)
 
 
 def _outcomes(env: DosingEnv, state, action):
@@ -132,48 +137,61 @@ def _binding(env, alt: pd.DataFrame, action: int, level: float) -> str | None:
 
 
 def _parameter_elasticities(env, twin: ParticleTwin, action: int) -> pd.DataFrame:
+    jac = _parameter_jacobians(env, twin.states, jnp.asarray(action))          # (K, 1 + L, P)
+    mean = np.einsum("k,kop->op", np.asarray(twin.weights), np.asarray(jac))
+    return pd.DataFrame(mean.T, index=list(env.model.parameter_names), columns=_columns(env)).rename_axis("parameter")
+
+
+# Module-level jitted functions with the action as an argument: compiled once per env, not per call.
+@eqx.filter_jit
+def _parameter_jacobians(env, states, action):
     def outcome(log_theta, state):
         state = eqx.tree_at(lambda s: s.theta, state, jnp.exp(log_theta))
         reward, extreme, _ = _outcomes(env, state, action)
         return jnp.concatenate([reward[None], extreme])
 
-    jac = eqx.filter_jit(jax.vmap(lambda s: jax.jacrev(outcome)(jnp.log(s.theta), s)))(twin.states)   # (K, 1+L, P)
-    mean = np.einsum("k,kop->op", np.asarray(twin.weights), np.asarray(jac))
-    cols = ["efficacy"] + [f"{lim.observation} {'nadir' if lim.side == 'below' else 'peak'}" for lim in env.limits]
-    return pd.DataFrame(mean.T, index=list(env.model.parameter_names), columns=cols).rename_axis("parameter")
+    return jax.vmap(lambda s: jax.jacrev(outcome)(jnp.log(s.theta), s))(states)
 
 
 def _observation_elasticities(env, carry, obs, action) -> pd.DataFrame:
     """∂(posterior mean forecast)/∂(log sample) through the last assimilation's weights."""
-    before = _twin(carry)
     last_action = int(carry[-1])          # both twin policies keep the last action given last
     names = [f"{s.observation} day {d:g}" for s in env.samples for d in s.days]
     n = len(names)
     if last_action < 0:
         return pd.DataFrame(index=pd.Index([], name="sample"))
-    advanced, grid_pred = _advance(env, before, last_action)
-
-    r, ext, _ = eqx.filter_jit(jax.vmap(lambda s: _outcomes(env, s, action)))(advanced)
-
-    def mean_forecast(samples):
-        o = obs.at[:n].set(samples)
-        ll = jax.vmap(lambda p: env.sample_loglik(o, p, grid_pred[1]))(grid_pred[0])
-        w = jax.nn.softmax(before.log_weights + ll)
-        return jnp.concatenate([(w @ r)[None], w @ ext])
-
-    jac = np.asarray(eqx.filter_jit(jax.jacrev(mean_forecast))(obs[:n]))          # (1+L, n)
+    jac = np.asarray(_sample_jacobian(env, _twin(carry), obs, jnp.asarray(last_action), jnp.asarray(action)))
     logs = np.asarray([s.log for s in env.samples for _ in s.days])
     seen = np.asarray(obs[n:2 * n]) == 0
     scale = np.where(logs, 1.0, np.asarray(obs[:n]))                    # to ∂/∂ log sample
-    cols = ["efficacy"] + [f"{lim.observation} {'nadir' if lim.side == 'below' else 'peak'}" for lim in env.limits]
-    table = pd.DataFrame((jac * scale).T, index=names, columns=cols).rename_axis("sample")
+    table = pd.DataFrame((jac * scale).T, index=names, columns=_columns(env)).rename_axis("sample")
     return table[seen]
 
 
+@eqx.filter_jit
+def _sample_jacobian(env, before: ParticleTwin, obs, last_action, action):
+    n = int(env.sample_index.shape[0])
+    advanced, (predicted, present) = _advance(env, before, last_action)
+    r, ext, _ = jax.vmap(lambda s: _outcomes(env, s, action))(advanced)
+
+    def mean_forecast(samples):
+        o = obs.at[:n].set(samples)
+        ll = jax.vmap(lambda p: env.sample_loglik(o, p, present))(predicted)
+        w = jax.nn.softmax(before.log_weights + ll)
+        return jnp.concatenate([(w @ r)[None], w @ ext])
+
+    return jax.jacrev(mean_forecast)(obs[:n])                              # (1 + L, n)
+
+
+def _columns(env) -> list[str]:
+    return ["efficacy"] + [f"{lim.observation} {'nadir' if lim.side == 'below' else 'peak'}" for lim in env.limits]
+
+
 def _advance(env, twin: ParticleTwin, action):
+    """The particles through the cycle ``action`` gave: (new states, (sample predictions, present))."""
     def one(state):
         new, grid, *_ = env.transition(state, action)
         return new, env.sample_predictions(grid, env.intervals[action])
 
-    new, (predicted, present) = eqx.filter_jit(jax.vmap(one))(twin.states)
+    new, (predicted, present) = jax.vmap(one)(twin.states)
     return new, (predicted, present[0])

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from .env import DosingEnv, EnvState, Patients
 
-__all__ = ["ParticleTwin", "weighted_quantile"]
+__all__ = ["ParticleTwin", "rollout", "weighted_quantile"]
 
 
 class ParticleTwin(eqx.Module):
@@ -98,6 +98,29 @@ class ParticleTwin(eqx.Module):
             return jax.vmap(per_particle)(self.states)
 
         return jax.vmap(per_action)(jnp.arange(env.action_space.n))
+
+    def rollout(self, env: DosingEnv, plan):
+        """Every particle through ``plan`` (action indices, one per cycle) from its current state:
+        (total reward, any limit crossed) per particle — the twin's counterfactual course."""
+        return jax.vmap(lambda s: rollout(env, s, plan))(self.states)
+
+    def effect(self, env: DosingEnv, plan_a, plan_b, level: float = 0.9) -> dict:
+        """Individual treatment effect of ``plan_a`` over ``plan_b`` on the total reward: posterior
+        mean and central ``level`` credible interval, and each plan's P(any limit crossed)."""
+        (ra, va), (rb, vb) = self.rollout(env, plan_a), self.rollout(env, plan_b)
+        w, diff = self.weights, ra - rb
+        lo, hi = (weighted_quantile(diff, w, q) for q in ((1 - level) / 2, (1 + level) / 2))
+        return {"mean": w @ diff, "low": lo, "high": hi, "risk_a": w @ va, "risk_b": w @ vb}
+
+
+def rollout(env: DosingEnv, state: EnvState, plan):
+    """One patient's noise-free course through ``plan`` from ``state``: (total reward, any limit crossed)."""
+    def cycle(s, a):
+        new, _, reward, violated, *_ = env.transition(s, a)
+        return new, (reward, violated.any())
+
+    _, (rewards, violated) = jax.lax.scan(cycle, state, jnp.asarray(plan))
+    return rewards.sum(), violated.any()
 
 
 def weighted_quantile(values, weights, q):
