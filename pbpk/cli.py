@@ -13,10 +13,11 @@ __all__ = ["main"]
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="pbpk", description="Symbolic PBPK models compiled to JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="whole-body docetaxel PBPK for a virtual population; then a patient's calibration and twin")
+    demo = sub.add_parser("demo", help="the main job: virtual population, a patient's calibration and twin, an explained safe adaptive schedule, the closed loop on a cohort; writes report.html")
     demo.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--patients", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--cohort", type=int, default=24, help="virtual patients in the closed-loop comparison")
     sub.add_parser("models", help="list the model library")
     simulate = sub.add_parser("simulate", help="simulate a library model for a NONMEM dataset")
     simulate.add_argument("model", help="library model name (pbpk models)")
@@ -99,13 +100,25 @@ def _simulate(args) -> int:
 
 def _demo(args) -> int:
     from ._demo import run_calibration_demo, run_demo
+    from ._demo_living import run_living_demo, write_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    print(run_demo(out, n_patients=args.patients, seed=args.seed))
-    print(run_calibration_demo(out, seed=args.seed))
-    print(f"demo finished in {time.perf_counter() - t0:.1f} s; outputs in {out.resolve()}")
+    population = run_demo(out, n_patients=args.patients, seed=args.seed)
+    print(population)
+    calibration = run_calibration_demo(out, seed=args.seed)
+    print(calibration)
+    living, sections = run_living_demo(out, cohort=args.cohort, seed=args.seed)
+    print(living)
+    sections = {"Virtual population (whole-body docetaxel PBPK)": [("summary", population),
+                                                                   ("figure", out / "organ_profiles.png")],
+                "Calibration and twin (NUTS, docetaxel PK)": [("summary", calibration),
+                                                              ("figure", out / "individual_fit.png"),
+                                                              ("figure", out / "forecast_cycle3.png")]} | sections
+    summary = "\n".join([population, calibration, living])
+    write_report(out / "report.html", summary, sections)
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s; report {(out / 'report.html').resolve()}")
     return 0
 
 

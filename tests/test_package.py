@@ -34,7 +34,7 @@ def test_cli_simulates_a_nonmem_dataset(tmp_path):
 
 
 def test_demo_writes_figure_and_tables(tmp_path):
-    assert main(["demo", "--out", str(tmp_path), "--patients", "20"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--patients", "20", "--cohort", "4"]) == 0
     summary = pd.read_csv(tmp_path / "cycle_summary.csv")
     assert set(summary["cycle"]) == {1, 2, 3, 4}
     auc = summary[summary["quantity"] == "AUC_plasma"]
@@ -47,3 +47,13 @@ def test_demo_writes_figure_and_tables(tmp_path):
     dose = 75.0 * pbpk.bsa(176.0, 73.0)
     np.testing.assert_allclose(auc["mean"], dose * np.mean((q_h + k) / (q_h * k)), rtol=1e-6)
     assert (tmp_path / "organ_profiles.png").stat().st_size > 10_000
+    # the closed-loop part: the patient's NONMEM records read back, a schedule whose every dose the
+    # shield allowed (forecast risk ≤ δ = 0.02), three arms, one self-contained report
+    records = pd.read_csv(tmp_path / "patient_cycle1.csv")
+    assert (records["EVID"] == 0).sum() == 6 and (records["EVID"] == 1).sum() == 1
+    schedule = pd.read_csv(tmp_path / "patient_schedule.csv")
+    assert list(schedule["cycle"]) == [2, 3, 4, 5, 6] and (schedule["forecast P(limit)"] <= 0.02).all()
+    arms = pd.read_csv(tmp_path / "closed_loop_arms.csv", index_col=0)
+    assert len(arms) == 3 and arms.loc["protocol 75 mg/m²", "cumulative dose (mg/m²)"] == 450.0
+    report = (tmp_path / "report.html").read_text()
+    assert report.count("<img") == 5 and ("Binding limit" in report or "No limit binds" in report)

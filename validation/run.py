@@ -145,6 +145,20 @@ def _figures_for(area: str, doc: dict, figures: list[Path], report_dir: Path) ->
     return out
 
 
+def _counterfactual_rows(cf):
+    """The individual-treatment-effect scores of a closed-loop part, one row per twin."""
+    if not isinstance(cf, dict):
+        return None
+    rows = []
+    for twin in ("twin_after_cycle_1", "baseline_only"):
+        if isinstance(cf.get(twin), dict):
+            rows.append({"twin": twin, **{k: round(v, 4) for k, v in cf[twin].items()},
+                         "true_ate": round(cf.get("true_ate", float("nan")), 4),
+                         "true_ite_sd": round(cf.get("true_ite_sd", float("nan")), 4),
+                         "patients": cf.get("patients"), "unit": cf.get("unit")})
+    return rows
+
+
 def render_report(results_dir: str | Path = RESULTS_DIR, figures_dir: str | Path | None = FIGURES_DIR,
                   report_dir: str | Path = VALIDATION_DIR, run_log: list[dict] | None = None) -> str:
     """REPORT.md text from every results file in ``results_dir`` (and figures in ``figures_dir``;
@@ -215,6 +229,8 @@ def render_report(results_dir: str | Path = RESULTS_DIR, figures_dir: str | Path
         tables = [("Measurements", d.get("table"))] + [(f"Measurements ({p})", (d.get(p) or {}).get("table"))
                                                         for p in d.get("parts", {})]
         tables += [(f"Training ({p})", _rows((d.get(p) or {}).get("training"), "agent")) for p in d.get("parts", {})]
+        tables += [(f"Counterfactual ({p})", _counterfactual_rows((d.get(p) or {}).get("counterfactual")))
+                   for p in d.get("parts", {})]
         for title, table in tables:
             if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
                 header = list(dict.fromkeys(k for r in table for k in r))
