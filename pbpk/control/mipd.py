@@ -10,18 +10,20 @@ The target statistic is the cycle's minimum ("min") or maximum ("max") of an obs
 its AUC ("auc"); ``quantile`` picks the posterior quantile compared with the target (0.5: the
 median, the usual MIPD point forecast; lower for a "min" target or higher for a "max" target
 is more cautious).  Actions whose forecast P(any limit crossed) exceeds ``max_risk`` are never
-chosen.  Among the admissible actions the one with the highest dose intensity (dose per day of
+chosen; ``evolve`` ({parameter: SD per cycle}) lets the twin's parameters random-walk between
+cycles, for a patient who may change under treatment.  Among the admissible actions the one with the highest dose intensity (dose per day of
 its interval) wins; when none is admissible, the least intense one is given.
 """
 
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from ..errors import ModelError, did_you_mean
 from .env import DosingEnv, Patients
-from .particles import ParticleTwin, weighted_quantile
+from .particles import ParticleTwin, evolution, weighted_quantile
 
 __all__ = ["PrecisionDosing"]
 
@@ -37,9 +39,10 @@ class PrecisionDosing(eqx.Module):
     quantile: float = eqx.field(static=True)
     max_risk: float = eqx.field(static=True)
     jitter: float = eqx.field(static=True)
+    evolve: jax.Array | None
 
     def __init__(self, env: DosingEnv, prior: Patients, *, observation: str, statistic: str, target: float,
-                 quantile: float = 0.5, max_risk: float = 0.5, jitter: float = 0.05):
+                 quantile: float = 0.5, max_risk: float = 0.5, jitter: float = 0.05, evolve=None):
         names = env.model.observation_names + env.model.state_names
         if observation not in names:
             raise ModelError(f"PrecisionDosing: observation={observation!r} is neither an observation nor a state."
@@ -52,13 +55,14 @@ class PrecisionDosing(eqx.Module):
         self.env, self.prior, self.column = env, prior, names.index(observation)
         self.statistic, self.target, self.quantile = statistic, float(target), float(quantile)
         self.max_risk, self.jitter = float(max_risk), float(jitter)
+        self.evolve = evolution(env.model, evolve)
 
     def init(self, obs):
         return ParticleTwin.from_prior(self.env, self.prior, obs), jnp.asarray(-1)
 
     def act(self, key, carry, obs):
         twin, last = carry
-        twin = twin.update(self.env, last, obs, key, self.jitter)
+        twin = twin.update(self.env, last, obs, key, self.jitter, self.evolve)
         value, risk = self.forecast(twin)
         action = self.choose(value, risk)
         return action, (twin, action)

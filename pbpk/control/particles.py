@@ -17,7 +17,9 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from ..errors import ModelError, did_you_mean
 from .env import DosingEnv, EnvState, Patients
 
 __all__ = ["ParticleTwin", "rollout", "weighted_quantile"]
@@ -55,11 +57,19 @@ class ParticleTwin(eqx.Module):
         states, loglik = jax.vmap(one)(self.states)
         return ParticleTwin(states, self.log_weights + loglik)
 
-    def update(self, env: DosingEnv, last_action, obs, key, jitter: float) -> "ParticleTwin":
+    def update(self, env: DosingEnv, last_action, obs, key, jitter: float, evolve=None) -> "ParticleTwin":
         """One decision's bookkeeping: assimilate the cycle just given (none before the first
-        dose, ``last_action`` < 0), then rejuvenate."""
+        dose, ``last_action`` < 0), rejuvenate, then — with ``evolve`` (per-parameter SDs of a
+        log-space random walk per cycle) — let the parameters drift for the coming cycle: the
+        twin of a patient who may change under treatment."""
         twin = jax.lax.cond(last_action >= 0, lambda t: t.assimilate(env, last_action, obs), lambda t: t, self)
-        return twin.rejuvenate(key, jitter)
+        twin = twin.rejuvenate(key, jitter)
+        if evolve is None:
+            return twin
+        step = jnp.where(last_action >= 0, 1.0, 0.0) * evolve
+        noise = jax.random.normal(jax.random.fold_in(key, 1), twin.states.theta.shape)
+        theta = twin.states.theta * jnp.exp(step * noise)
+        return ParticleTwin(eqx.tree_at(lambda s: s.theta, twin.states, theta), twin.log_weights)
 
     def rejuvenate(self, key, jitter: float) -> "ParticleTwin":
         """Resampled and jittered when the effective sample size fell below K/2, else unchanged."""
@@ -111,6 +121,21 @@ class ParticleTwin(eqx.Module):
         w, diff = self.weights, ra - rb
         lo, hi = (weighted_quantile(diff, w, q) for q in ((1 - level) / 2, (1 + level) / 2))
         return {"mean": w @ diff, "low": lo, "high": hi, "risk_a": w @ va, "risk_b": w @ vb}
+
+
+def evolution(model, evolve):
+    """``{parameter: SD per cycle}`` (log-space random walk) as a per-parameter vector, or None."""
+    if not evolve:
+        return None
+    names = list(model.parameter_names)
+    sd = np.zeros(len(names))
+    for name, value in evolve.items():
+        if name not in names:
+            raise ModelError(f"evolve: {name!r} is not a parameter of {model.name!r}." + did_you_mean(name, names))
+        if not (np.isfinite(value) and value >= 0):
+            raise ModelError(f"evolve: the SD of {name!r} must be a non-negative number; got {value!r}.")
+        sd[names.index(name)] = value
+    return jnp.asarray(sd)
 
 
 def rollout(env: DosingEnv, state: EnvState, plan):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from .env import DosingEnv, Patients
-from .particles import ParticleTwin
+from .particles import ParticleTwin, evolution
 
 __all__ = ["ShieldedPolicy"]
 
@@ -26,16 +26,21 @@ class ShieldedPolicy(eqx.Module):
     the twin-forecast shield at risk level ``delta``.
 
     With logits, the shield takes the most preferred allowed action; otherwise the largest
-    allowed dose not above the base policy's proposal (the shield never raises a dose)."""
+    allowed dose not above the base policy's proposal (the shield never raises a dose).
+    ``evolve`` ({parameter: SD per cycle}) lets the twin's parameters random-walk between cycles,
+    for a patient who may change under treatment (``ParticleTwin.update``)."""
 
     env: DosingEnv
     base: eqx.Module
     prior: Patients
     delta: float = eqx.field(static=True)
     jitter: float = eqx.field(static=True)
+    evolve: jax.Array | None
 
-    def __init__(self, env: DosingEnv, base, prior: Patients, *, delta: float = 0.05, jitter: float = 0.05):
+    def __init__(self, env: DosingEnv, base, prior: Patients, *, delta: float = 0.05, jitter: float = 0.05,
+                 evolve=None):
         self.env, self.base, self.prior, self.delta, self.jitter = env, base, prior, float(delta), float(jitter)
+        self.evolve = evolution(env.model, evolve)
 
     # ------------------------------------------------------------------ policy interface
     def init(self, obs):
@@ -44,7 +49,7 @@ class ShieldedPolicy(eqx.Module):
     def act(self, key, carry, obs):
         twin, memory, last = carry
         k_base, k_resample = jax.random.split(key)
-        twin = twin.update(self.env, last, obs, k_resample, self.jitter)
+        twin = twin.update(self.env, last, obs, k_resample, self.jitter, self.evolve)
         risk = self.risk(twin)
         proposal, memory = self.base.act(k_base, memory, obs)
         action = self._choose(obs, proposal, risk)

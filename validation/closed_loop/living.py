@@ -17,7 +17,9 @@ for these parameters was found).  Arms, same patients and keys:
   updated;
 * adaptive MIPD and adaptive shield: a 64-particle ``ParticleTwin`` from the population prior,
   updated with every sample, re-planning every cycle (MIPD on the constraint's observation; the
-  shield at δ 0.02 over the most dose-intense fixed schedule of the label).
+  shield at δ 0.02 over the most dose-intense fixed schedule of the label);
+* the same two with an evolving twin: its particles' parameters random-walk between cycles
+  (``evolve``, ``EVOLVE`` below), so the twin can follow a patient who changes.
 Time per decision: ``decision_seconds`` (one patient, second cycle, after compilation, 2 cores).
 
 Counterfactual twins: after one standard cycle (the twin has the baseline and cycle-1 samples;
@@ -39,6 +41,10 @@ from validation._record import Check, write_results
 from validation.closed_loop._table import first, summarise
 
 DRIFTS = {"chemo": ({"KD": 0.85, "slope": 1.08}, 2), "nano": ({"CL_LIPO": 0.92}, 3)}
+# The evolving twin's random walk (log-space SD per cycle) on the parameters the clinic expects
+# to change: tumour and marrow drug sensitivity; liposome clearance.  SDs of the order of the
+# drift, not fitted to it.
+EVOLVE = {"chemo": {"KD": 0.15, "slope": 0.08}, "nano": {"CL_LIPO": 0.08}}
 
 
 def case_setup(name: str):
@@ -56,7 +62,11 @@ def case_setup(name: str):
         adaptive = {"adaptive MIPD (median nadir >= 0.5)": PrecisionDosing(env, prior, observation="ANC",
                                                                            statistic="min", target=0.5),
                     "adaptive shield (100 mg/m2, delta 0.02)": ShieldedPolicy(
-                        env, FixedSchedule(env, [top] * env.horizon), prior, delta=0.02)}
+                        env, FixedSchedule(env, [top] * env.horizon), prior, delta=0.02),
+                    "adaptive MIPD, evolving twin": PrecisionDosing(env, prior, observation="ANC", statistic="min",
+                                                                    target=0.5, evolve=EVOLVE[name]),
+                    "adaptive shield, evolving twin": ShieldedPolicy(
+                        env, FixedSchedule(env, [top] * env.horizon), prior, delta=0.02, evolve=EVOLVE[name])}
         remaining = env.horizon - 1
         return env, std, adaptive, ([top] * remaining, [std] * remaining), "mg/m2", "fraction of baseline SLD"
     env = nanoparticle_env()
@@ -65,7 +75,11 @@ def case_setup(name: str):
     adaptive = {"adaptive MIPD (median skin peak <= limit)": PrecisionDosing(
                     env, prior, observation="C_skin", statistic="max", target=env.limits[0].threshold),
                 "adaptive shield (50 mg/m2 q4w, delta 0.02)": ShieldedPolicy(
-                    env, FixedSchedule(env, [top] * env.horizon), prior, delta=0.02)}
+                    env, FixedSchedule(env, [top] * env.horizon), prior, delta=0.02),
+                "adaptive MIPD, evolving twin": PrecisionDosing(env, prior, observation="C_skin", statistic="max",
+                                                                target=env.limits[0].threshold, evolve=EVOLVE[name]),
+                "adaptive shield, evolving twin": ShieldedPolicy(
+                    env, FixedSchedule(env, [top] * env.horizon), prior, delta=0.02, evolve=EVOLVE[name])}
     remaining = int(env.horizon_days // 28) - 1
     return env, std, adaptive, ([top] * remaining, [std] * remaining), "mg/m2", "mg·day/L tumour AUC"
 
@@ -195,11 +209,11 @@ def counterfactual(name: str, quick: bool) -> tuple[dict, list]:
 
 
 def _key(arm: str) -> str:
-    return "mipd" if "MIPD" in arm else "shield"
+    return ("mipd" if "MIPD" in arm else "shield") + ("_evolving" if "evolving" in arm else "")
 
 
-def main(quick: bool = False) -> None:
-    for name in ("chemo", "nano"):
+def main(quick: bool = False, case: str | None = None) -> None:
+    for name in ([case] if case else ["chemo", "nano"]):
         table, checks, details = closed_loop(name, quick)
         cf, cf_checks = counterfactual(name, quick)
         write_results("closed_loop", checks + cf_checks, part=f"living_{name}",
@@ -209,4 +223,5 @@ def main(quick: bool = False) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--case", choices=("chemo", "nano"))
     main(**vars(parser.parse_args()))
