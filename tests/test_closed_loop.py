@@ -81,7 +81,7 @@ def test_explained_recommendation_agrees_with_the_shield_and_with_finite_differe
     import jax.numpy as jnp
 
     from pbpk.control import ParticleTwin
-    from pbpk.control.explain import _advance, _outcomes, explain
+    from pbpk.control.explain import _outcomes, explain
 
     env = daily_bolus_env(horizon=3, rtol=1e-10)
     prior = Patients.from_population(env.model.population(64, jax.random.key(3)))
@@ -115,7 +115,7 @@ def test_explained_recommendation_agrees_with_the_shield_and_with_finite_differe
         np.testing.assert_allclose(rec.parameters.loc[name].to_numpy(), fd, rtol=1e-5, atol=1e-8)
 
     before = carry[0]
-    advanced, (predicted, present) = eqx.filter_jit(_advance)(env, before, carry[-1])
+    advanced, predicted, present = eqx.filter_jit(ParticleTwin.advance)(before, env, carry[-1])
     reward, extreme, _ = jax.jit(jax.vmap(lambda s: _outcomes(env, s, rec.action)))(advanced)
     values = jnp.column_stack([reward, extreme])
 

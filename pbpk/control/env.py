@@ -428,6 +428,10 @@ class DosingEnv(eqx.Module):
         y = jnp.where(inside, y, 0.0)
         return jnp.sum(jnp.where(inside[1:], 0.5 * (y[1:] + y[:-1]) * jnp.diff(t), 0.0))
 
+    def cycle_extreme(self, y, inside, *, lowest: bool):
+        """The minimum (``lowest``) or maximum of ``y`` over the cycle grid points inside the cycle."""
+        return jnp.min(jnp.where(inside, y, jnp.inf)) if lowest else jnp.max(jnp.where(inside, y, -jnp.inf))
+
     def _violations(self, grid_obs, inside):
         dt = jnp.diff(self.sim.grid, append=self.sim.grid[-1]) / self.day
         out = []

@@ -92,11 +92,8 @@ def _outcomes(env: DosingEnv, state, action):
     """One particle's next cycle: reward, per-limit extreme of the limited output, violations."""
     _, grid, reward, violated, *_ = env.transition(state, action)
     inside = env.sim.grid <= env.intervals[action] + 1e-9
-    extremes = []
-    for lim in env.limits:
-        y = grid[:, env._names.index(lim.observation)]
-        extremes.append(jnp.min(jnp.where(inside, y, jnp.inf)) if lim.side == "below"
-                        else jnp.max(jnp.where(inside, y, -jnp.inf)))
+    extremes = [env.cycle_extreme(grid[:, env._names.index(lim.observation)], inside, lowest=lim.side == "below")
+                for lim in env.limits]
     return reward, jnp.stack(extremes) if extremes else jnp.zeros((0,)), violated
 
 
@@ -171,7 +168,7 @@ def _observation_elasticities(env, carry, obs, action) -> pd.DataFrame:
 @eqx.filter_jit
 def _sample_jacobian(env, before: ParticleTwin, obs, last_action, action):
     n = int(env.sample_index.shape[0])
-    advanced, (predicted, present) = _advance(env, before, last_action)
+    advanced, predicted, present = before.advance(env, last_action)
     r, ext, _ = jax.vmap(lambda s: _outcomes(env, s, action))(advanced)
 
     def mean_forecast(samples):
@@ -185,13 +182,3 @@ def _sample_jacobian(env, before: ParticleTwin, obs, last_action, action):
 
 def _columns(env) -> list[str]:
     return ["efficacy"] + [f"{lim.observation} {'nadir' if lim.side == 'below' else 'peak'}" for lim in env.limits]
-
-
-def _advance(env, twin: ParticleTwin, action):
-    """The particles through the cycle ``action`` gave: (new states, (sample predictions, present))."""
-    def one(state):
-        new, grid, *_ = env.transition(state, action)
-        return new, env.sample_predictions(grid, env.intervals[action])
-
-    new, (predicted, present) = jax.vmap(one)(twin.states)
-    return new, (predicted, present[0])

@@ -81,10 +81,8 @@ class PrecisionDosing(eqx.Module):
 
     def _statistic(self, grid, inside, violated):
         y = grid[:, self.column]
-        if self.statistic == "min":
-            value = jnp.min(jnp.where(inside, y, jnp.inf))
-        elif self.statistic == "max":
-            value = jnp.max(jnp.where(inside, y, -jnp.inf))
-        else:
+        if self.statistic == "auc":
             value = self.env.cycle_auc(y, inside)
+        else:
+            value = self.env.cycle_extreme(y, inside, lowest=self.statistic == "min")
         return value, violated.any()

@@ -47,14 +47,20 @@ class ParticleTwin(eqx.Module):
     def effective_size(self):
         return 1.0 / jnp.sum(self.weights**2)
 
-    def assimilate(self, env: DosingEnv, action, obs) -> "ParticleTwin":
-        """Every particle advanced through the cycle just given, weighted by its samples."""
+    def advance(self, env: DosingEnv, action):
+        """Every particle through the cycle ``action`` gives: (new states, noise-free sample
+        predictions (K, slots), which slots fall inside the cycle (slots,))."""
         def one(state):
             new, grid, *_ = env.transition(state, action)
-            predicted, present = env.sample_predictions(grid, env.intervals[action])
-            return new, env.sample_loglik(obs, predicted, present)
+            return new, env.sample_predictions(grid, env.intervals[action])
 
-        states, loglik = jax.vmap(one)(self.states)
+        states, (predicted, present) = jax.vmap(one)(self.states)
+        return states, predicted, present[0]
+
+    def assimilate(self, env: DosingEnv, action, obs) -> "ParticleTwin":
+        """Every particle advanced through the cycle just given, weighted by its samples."""
+        states, predicted, present = self.advance(env, action)
+        loglik = jax.vmap(lambda p: env.sample_loglik(obs, p, present))(predicted)
         return ParticleTwin(states, self.log_weights + loglik)
 
     def update(self, env: DosingEnv, last_action, obs, key, jitter: float, evolve=None) -> "ParticleTwin":

@@ -54,7 +54,6 @@ def case_setup(name: str):
     from pbpk.control import FixedSchedule, Patients, PrecisionDosing, ShieldedPolicy
     from pbpk.control import chemotherapy_env, nanoparticle_env
 
-    prior = None
     if name == "chemo":
         env = chemotherapy_env()
         prior = Patients.from_population(env.model.population(64, jax.random.key(99)))
