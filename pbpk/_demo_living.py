@@ -78,16 +78,19 @@ def run_living_demo(out: Path, cohort: int = 24, seed: int = 0) -> tuple[str, di
         ("Cycle 1 records (NONMEM)", df), ("Posterior (Laplace) against the hidden truth", est.round(4))]
 
     # 2. explained, safe, adaptive schedule for cycles 2-6
-    table, texts, t_decide = personal_course(env, post, truth, seed)
+    table, texts, t_decide, sobol = personal_course(env, post, truth, seed)
     table.to_csv(out / "patient_schedule.csv", index=False)
     plot_course(table, env, out / "patient_schedule.png")
     (out / "patient_explanations.txt").write_text("\n\n".join(texts))
+    sobol.to_csv(out / "patient_sobol.csv")
     lines.append(f"schedule cycles 2-{env.horizon}: doses {table['dose'].tolist()} mg/m²; decisions "
                  f"{np.median(t_decide):.3f} s median (update + re-plan, after compilation)")
     lines.append("first recommendation: " + texts[0].replace("\n", " "))
     sections["2. Safe adaptive schedule, explained"] = [
         ("Schedule (forecasts before each cycle; outcomes of the hidden patient after)", table),
-        ("figure", out / "patient_schedule.png"), ("Why each dose", "\n\n".join(texts))]
+        ("figure", out / "patient_schedule.png"), ("Why each dose", "\n\n".join(texts)),
+        ("Cycle 2: where the forecast's uncertainty comes from (Sobol' indices over the posterior, SALib)",
+         sobol.round(3))]
 
     # 3. closed loop on a small cohort with a drifting truth
     arms_table = cohort_arms(env, cohort, seed)
@@ -119,9 +122,10 @@ def personal_course(env, post, truth, seed):
     _, state = env.reset(jax.random.key(seed + 7), pool)
     obs, state, *_ = step(jax.random.key(seed + 8), state, std)
     carry = (twin, policy.base.init(obs), jnp.asarray(-1))
-    rows, texts, seconds = [], [], []
+    rows, texts, seconds, sobol = [], [], [], None
     for k, key in enumerate(jax.random.split(jax.random.key(seed + 9), env.horizon - 1)):
-        rec = control.explain(env, policy, carry, obs, key)
+        rec = control.explain(env, policy, carry, obs, key, sobol_samples=256 if k == 0 else None)
+        sobol = rec.global_indices if k == 0 else sobol
         t0 = time.perf_counter()
         action, carry = jax.block_until_ready(_act(policy, key, carry, obs))
         seconds.append(time.perf_counter() - t0)
@@ -134,7 +138,7 @@ def personal_course(env, post, truth, seed):
                      "binding": (rec.binding or "none").split(" — ")[0].replace("Binding limit: ", ""),
                      "true shrinkage (hidden)": round(float(reward), 4), "true limit crossed": bool(cost > 0)})
         texts.append(f"Cycle {k + 2}: " + rec.text())
-    return pd.DataFrame(rows), texts, seconds[1:] or seconds
+    return pd.DataFrame(rows), texts, seconds[1:] or seconds, sobol
 
 
 def cohort_arms(env, n, seed) -> pd.DataFrame:

@@ -57,3 +57,12 @@ def test_demo_writes_figure_and_tables(tmp_path):
     assert len(arms) == 3 and arms.loc["protocol 75 mg/m²", "cumulative dose (mg/m²)"] == 450.0
     report = (tmp_path / "report.html").read_text()
     assert report.count("<img") == 5 and ("Binding limit" in report or "No limit binds" in report)
+    sobol = pd.read_csv(tmp_path / "patient_sobol.csv")       # global sensitivity of the first decision
+    assert set(sobol["output"]) == {"efficacy", "ANC nadir"} and "Sobol" in report
+    assert set(sobol["parameter"]) <= set(env_parameter_names()) and sobol["ST"].between(-0.1, 1.2).all()
+
+
+def env_parameter_names():
+    from pbpk.control import chemotherapy_env
+
+    return chemotherapy_env().model.parameter_names

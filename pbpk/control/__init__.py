@@ -30,7 +30,9 @@ from .particles import ParticleTwin as ParticleTwin
 from .shield import ShieldedPolicy as ShieldedPolicy
 from .closed_loop import ClosedLoopResult as ClosedLoopResult
 from .closed_loop import Drift as Drift
+from .closed_loop import MissedDoses as MissedDoses
 from .closed_loop import decision_seconds as decision_seconds
 from .closed_loop import run_closed_loop as run_closed_loop
 from .explain import Recommendation as Recommendation
 from .explain import explain as explain
+from .explain import global_sensitivity as global_sensitivity

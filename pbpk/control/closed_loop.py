@@ -32,7 +32,7 @@ from .env import DosingEnv, EnvState, Patients
 from .particles import ParticleTwin
 from .policies import Outcome, _evaluate
 
-__all__ = ["Drift", "ClosedLoopResult", "run_closed_loop", "decision_seconds"]
+__all__ = ["Drift", "MissedDoses", "ClosedLoopResult", "run_closed_loop", "decision_seconds"]
 
 
 class Drift(eqx.Module):
@@ -63,6 +63,41 @@ class Drift(eqx.Module):
         return eqx.tree_at(lambda s: s.theta, state, state.theta.at[self.index].multiply(f))
 
 
+class MissedDoses(eqx.Module):
+    """Doses the true patient does not receive although the plan — and so the twin — counts them
+    as given (an oral course not taken, an administration not recorded): each cycle of
+    ``cycles`` (numbered from 1; default every cycle) is missed with ``probability``.  A missed
+    cycle gives the truth the hold action (dose 0) of the planned action's interval."""
+
+    hold: jax.Array          # per action: the action with dose 0 and the same interval
+    missable: jax.Array      # per cycle number 0..horizon: may this cycle be missed
+    probability: jax.Array   # an array, not a static float: one compilation for every probability
+
+    def __init__(self, env: DosingEnv, *, probability: float, cycles=None):
+        if not (isinstance(probability, (int, float)) and 0.0 <= probability <= 1.0):
+            raise ModelError(f"MissedDoses: probability={probability!r} must be a number in [0, 1].")
+        doses, intervals = np.asarray(env.doses), np.asarray(env.intervals)
+        hold = []
+        for a in range(doses.size):
+            zero = np.flatnonzero((doses == 0.0) & np.isclose(intervals, intervals[a]))
+            if zero.size == 0:
+                raise ModelError(f"MissedDoses: the env has no hold action (dose 0 every "
+                                 f"{intervals[a] / env.day:g} days) to stand for a missed dose of action {a}.")
+            hold.append(int(zero[0]))
+        cycles = range(1, env.horizon + 1) if cycles is None else list(cycles)
+        bad = [c for c in cycles if not (isinstance(c, (int, np.integer)) and 1 <= c <= env.horizon)]
+        if bad:
+            raise ModelError(f"MissedDoses: cycles {bad} are not cycle numbers 1..{env.horizon} of the env.")
+        self.hold = jnp.asarray(hold, dtype=int)
+        self.missable = jnp.zeros(env.horizon + 1, bool).at[jnp.asarray(list(cycles), dtype=int)].set(True)
+        self.probability = jnp.asarray(probability, dtype=jnp.float64)
+
+    def __call__(self, key, state: EnvState, action):
+        """The action the truth receives in the cycle that starts at ``state``."""
+        missed = self.missable[state.cycle + 1] & jax.random.bernoulli(key, self.probability)
+        return jnp.where(missed, self.hold[jnp.asarray(action, dtype=int)], action)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ClosedLoopResult:
     """A closed-loop run: the ``Outcome`` per patient; the true parameters in force during each
@@ -83,9 +118,11 @@ class ClosedLoopResult:
         return pd.DataFrame(np.median(err, axis=0), columns=list(self.parameter_names)).rename_axis("cycle")
 
 
-def run_closed_loop(env: DosingEnv, policy, patients: Patients, key, *, drift: Drift | None = None) -> ClosedLoopResult:
-    """One course per patient of ``patients`` under ``policy`` (paired keys as in ``evaluate``)."""
-    outcome, (truth, estimate, ess) = _evaluate(env, policy, patients.cohort(), key, drift, _record)
+def run_closed_loop(env: DosingEnv, policy, patients: Patients, key, *, drift: Drift | None = None,
+                    missed: MissedDoses | None = None) -> ClosedLoopResult:
+    """One course per patient of ``patients`` under ``policy`` (paired keys as in ``evaluate``).
+    The outcome's actions are those the truth received (a missed cycle shows the hold)."""
+    outcome, (truth, estimate, ess) = _evaluate(env, policy, patients.cohort(), key, drift, _record, missed)
     has_twin = _twin(jax.eval_shape(lambda: policy.init(env.reset(jax.random.key(0), patients)[0]))) is not None
     return ClosedLoopResult(outcome, tuple(env.model.parameter_names), np.asarray(truth),
                             np.asarray(estimate) if has_twin else None, np.asarray(ess) if has_twin else None)

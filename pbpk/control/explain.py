@@ -5,6 +5,7 @@
     rec.binding           # the limit that excludes the next more intense action, if one does
     rec.parameters        # elasticities of the forecast to the patient's parameters (autodiff)
     rec.observations      # elasticities of the forecast to the samples just seen (autodiff)
+    rec.global_indices    # with explain(..., sobol_samples=N): Sobol' indices over the posterior
     print(rec.text())
 
 The forecast is the twin's (``ParticleTwin``): every particle advanced one cycle under every
@@ -15,6 +16,11 @@ through the weights the last samples gave the particles (∂/∂ log sample), i.
 pulled the twin, and so the decision, where it is.  Two forecasts are explained: the next
 cycle's efficacy (the env's reward) and, per limit, the cycle's extreme of the limited output
 (its minimum for a "below" limit, maximum for "above") — the continuous quantity behind P(limit).
+
+Elasticities are local (a derivative at each particle).  ``global_sensitivity`` gives the
+variance-based view with SALib: first-order and total Sobol' indices of the same forecasts over
+the twin's posterior — which parameters' remaining uncertainty the forecast's spread comes from,
+so which measurement would most sharpen the decision.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from .closed_loop import _twin
 from .env import DosingEnv
 from .particles import ParticleTwin, weighted_quantile
 
-__all__ = ["Recommendation", "explain"]
+__all__ = ["Recommendation", "explain", "global_sensitivity"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -46,6 +52,7 @@ class Recommendation:
     binding: str | None
     parameters: pd.DataFrame
     observations: pd.DataFrame
+    global_indices: pd.DataFrame | None = None
 
     def text(self) -> str:
         """The recommendation in three sentences: what, which limit binds, what drives it."""
@@ -62,12 +69,17 @@ class Recommendation:
             s = self.observations[key].abs().idxmax()
             lines.append(f"Of the samples just seen, {s} moved the forecast {key} most "
                          f"({self.observations.loc[s, key]:+.2g} per log-unit).")
+        if self.global_indices is not None:
+            st = self.global_indices.loc["efficacy", "ST"].sort_values(ascending=False)
+            lines.append(f"Of the efficacy forecast's variance over the posterior, {st.index[0]} accounts for "
+                         f"{st.iloc[0]:.0%} (total Sobol' index).")
         return "\n".join(lines)
 
 
-def explain(env: DosingEnv, policy, carry, obs, key) -> Recommendation:
+def explain(env: DosingEnv, policy, carry, obs, key, *, sobol_samples: int | None = None) -> Recommendation:
     """The decision ``policy.act(key, carry, obs)`` explained (the policy must hold a
-    ``ParticleTwin``: ``PrecisionDosing`` or ``ShieldedPolicy``)."""
+    ``ParticleTwin``: ``PrecisionDosing`` or ``ShieldedPolicy``); with ``sobol_samples`` also
+    the global Sobol' indices of the chosen action's forecast (``global_sensitivity``)."""
     before = _twin(carry)
     if before is None:
         raise ModelError(f"explain: {type(policy).__name__} holds no ParticleTwin; explain a PrecisionDosing or "
@@ -77,10 +89,63 @@ def explain(env: DosingEnv, policy, carry, obs, key) -> Recommendation:
     level = float(getattr(policy, "delta", getattr(policy, "max_risk", 1.0)))
     reward, _, violated = _forecast_all(env, twin)
     alternatives = _alternatives(env, twin, reward, violated, action, level)
+    indices = None if sobol_samples is None else global_sensitivity(
+        env, twin, action, jax.random.fold_in(key, 1), samples=sobol_samples)
     return Recommendation(action, float(env.doses[action]), float(env.intervals[action] / env.day), env.dose_unit,
                           level, alternatives, _binding(env, alternatives, action, level),
                           _parameter_elasticities(env, twin, action),
-                          _observation_elasticities(env, carry, obs, action))
+                          _observation_elasticities(env, carry, obs, action), indices)
+
+
+def global_sensitivity(env: DosingEnv, twin: ParticleTwin, action: int, key, *, samples: int = 256) -> pd.DataFrame:
+    """First-order (S1) and total (ST) Sobol' indices, with 95 % bootstrap half-widths, of the
+    next cycle's forecast under ``action`` (efficacy and each limit's extreme) to the patient's
+    parameters, over the twin's posterior (SALib: Saltelli's design, ``samples`` × (P + 2)
+    forecasts, ``samples`` a power of 2).
+
+    Sobol' indices need independent inputs, so each log-parameter is drawn from a normal with the
+    posterior's weighted mean and SD (correlations dropped; the autodiff elasticities keep them),
+    and the patient's current state is held at its posterior mean.  Parameters the posterior does
+    not vary (no IIV) are left out.  Rows: (output, parameter)."""
+    from SALib.analyze import sobol as sobol_analyze
+    from SALib.sample import sobol as sobol_sample
+
+    if samples < 2 or samples & (samples - 1):
+        raise ModelError(f"global_sensitivity: samples={samples!r} must be a power of 2 (Sobol' sequence).")
+    w = np.asarray(twin.weights)
+    log_theta = np.log(np.asarray(twin.states.theta))
+    mean = w @ log_theta
+    sd = np.sqrt(np.maximum(w @ (log_theta - mean) ** 2, 0.0))
+    varied = np.flatnonzero(sd > 1e-8)
+    names = [env.model.parameter_names[i] for i in varied]
+    if not names:
+        raise ModelError("global_sensitivity: the twin's posterior varies no parameter.")
+    problem = {"num_vars": len(names), "names": names, "bounds": [[mean[i], sd[i]] for i in varied],
+               "dists": ["norm"] * len(names)}
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    design = sobol_sample.sample(problem, samples, calc_second_order=False, seed=seed)
+    theta = np.broadcast_to(np.exp(mean), (design.shape[0], mean.size)).copy()
+    theta[:, varied] = np.exp(design)
+    outputs = np.asarray(_outcomes_at_mean_state(env, twin, jnp.asarray(theta), jnp.asarray(action)))
+    rows = []
+    for j, output in enumerate(_columns(env)):
+        si = sobol_analyze.analyze(problem, outputs[:, j], calc_second_order=False, seed=seed)
+        rows += [{"output": output, "parameter": p, "S1": si["S1"][i], "S1 ±95%": si["S1_conf"][i],
+                  "ST": si["ST"][i], "ST ±95%": si["ST_conf"][i]} for i, p in enumerate(names)]
+    return pd.DataFrame(rows).set_index(["output", "parameter"])
+
+
+@eqx.filter_jit
+def _outcomes_at_mean_state(env, twin: ParticleTwin, theta, action):
+    w = twin.weights
+    state = jax.tree.map(lambda x: x[jnp.argmax(w)], twin.states)
+    state = eqx.tree_at(lambda s: s.y, state, w @ twin.states.y)
+
+    def one(t):
+        reward, extreme, _ = _outcomes(env, eqx.tree_at(lambda s: s.theta, state, t), action)
+        return jnp.concatenate([reward[None], extreme])
+
+    return jax.vmap(one)(theta)
 
 
 @eqx.filter_jit

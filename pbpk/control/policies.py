@@ -119,8 +119,9 @@ def evaluate(env: DosingEnv, policy, patients: Patients, key, *, drift=None) -> 
 
 
 @eqx.filter_jit
-def _evaluate(env, policy, cohort, key, drift, record):
-    """Outcomes and, with ``record(memory, state)``, what it returns after every decision."""
+def _evaluate(env, policy, cohort, key, drift, record, missed=None):
+    """Outcomes and, with ``record(memory, state)``, what it returns after every decision;
+    ``missed(key, state, action)`` the action the truth receives instead of the policy's."""
     n = cohort.theta.shape[0]
 
     def one(k, pool):
@@ -132,6 +133,8 @@ def _evaluate(env, policy, cohort, key, drift, record):
             k_act, k_env = jax.random.split(k_step)
             action, memory = policy.act(k_act, memory, obs)
             seen = None if record is None else record(memory, state)
+            if missed is not None:     # its own key stream: the other draws stay paired across arms
+                action = missed(jax.random.fold_in(k_step, 1), state, action)
             obs2, state2, reward, cost, term, trunc, info = env.step_env(k_env, state, action)
             if drift is not None:
                 state2 = drift(state2)
