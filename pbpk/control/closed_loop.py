@@ -119,10 +119,16 @@ class ClosedLoopResult:
 
 
 def run_closed_loop(env: DosingEnv, policy, patients: Patients, key, *, drift: Drift | None = None,
-                    missed: MissedDoses | None = None) -> ClosedLoopResult:
+                    missed: MissedDoses | None = None, batch_size: int | None = None) -> ClosedLoopResult:
     """One course per patient of ``patients`` under ``policy`` (paired keys as in ``evaluate``).
-    The outcome's actions are those the truth received (a missed cycle shows the hold)."""
-    outcome, (truth, estimate, ess) = _evaluate(env, policy, patients.cohort(), key, drift, _record, missed)
+    The outcome's actions are those the truth received (a missed cycle shows the hold).
+    ``batch_size`` patients at a time bounds the memory of large twins (same keys, same result)."""
+    cohort = patients.cohort()
+    n = cohort.theta.shape[0]
+    keys, size = jax.random.split(key, n), batch_size or n
+    chunks = [_evaluate(env, policy, jax.tree.map(lambda x: x[i:i + size], cohort), keys[i:i + size], drift, _record,
+                        missed) for i in range(0, n, size)]
+    outcome, (truth, estimate, ess) = jax.tree.map(lambda *parts: jnp.concatenate(parts), *chunks)
     has_twin = _twin(jax.eval_shape(lambda: policy.init(env.reset(jax.random.key(0), patients)[0]))) is not None
     return ClosedLoopResult(outcome, tuple(env.model.parameter_names), np.asarray(truth),
                             np.asarray(estimate) if has_twin else None, np.asarray(ess) if has_twin else None)

@@ -115,14 +115,15 @@ def evaluate(env: DosingEnv, policy, patients: Patients, key, *, drift=None) -> 
     """Run ``policy`` for one episode on every patient of ``patients`` (one each, in order), the
     same keys for every policy given the same ``key``: paired comparisons.  ``drift`` (a
     ``pbpk.control.Drift``) changes each true patient's parameters between cycles."""
-    return _evaluate(env, policy, patients.cohort(), key, drift, None)[0]
+    cohort = patients.cohort()
+    return _evaluate(env, policy, cohort, jax.random.split(key, cohort.theta.shape[0]), drift, None)[0]
 
 
 @eqx.filter_jit
-def _evaluate(env, policy, cohort, key, drift, record, missed=None):
-    """Outcomes and, with ``record(memory, state)``, what it returns after every decision;
-    ``missed(key, state, action)`` the action the truth receives instead of the policy's."""
-    n = cohort.theta.shape[0]
+def _evaluate(env, policy, cohort, keys, drift, record, missed=None):
+    """Outcomes (one key per patient of ``cohort``) and, with ``record(memory, state)``, what it
+    returns after every decision; ``missed(key, state, action)`` the action the truth receives
+    instead of the policy's."""
 
     def one(k, pool):
         k_reset, k_run = jax.random.split(k)
@@ -149,7 +150,7 @@ def _evaluate(env, policy, cohort, key, drift, record, missed=None):
         return Outcome(rewards.sum(), costs.sum(), violations.any(), violations.any(axis=0),
                        last.cumulative_dose, actions, rewards, violations), seen
 
-    return jax.vmap(one)(jax.random.split(key, n), cohort)
+    return jax.vmap(one)(keys, cohort)
 
 
 def compare(env: DosingEnv, policies: dict, patients: Patients, key):

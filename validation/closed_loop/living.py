@@ -125,7 +125,7 @@ def closed_loop(name: str, quick: bool, only: list[str] | None = None) -> tuple[
     results, seconds, decisions = {}, {}, {}
     for arm, policy in arms.items():
         t0 = time.perf_counter()
-        results[arm] = run_closed_loop(env, policy, cohort, jax.random.key(0), drift=drift)
+        results[arm] = run_closed_loop(env, policy, cohort, jax.random.key(0), drift=drift, batch_size=100)
         seconds[arm] = time.perf_counter() - t0
         if arm in adaptive:
             decisions[arm] = decision_seconds(env, policy, cohort, jax.random.key(3))
