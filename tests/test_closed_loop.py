@@ -75,6 +75,10 @@ def test_drift_multiplies_the_named_parameter_once_per_cycle_from_its_start():
     np.testing.assert_allclose(cl, np.broadcast_to([1, 1, 0.9, 0.81, 0.729], cl.shape), rtol=1e-12)
     np.testing.assert_array_equal(result.truth[:, :, 1], np.broadcast_to(np.asarray(truth.theta[:, 1:2]), (3, 5)))
     assert result.estimate is None
+    chunked = run_closed_loop(env, FixedSchedule(env, [1]), truth, jax.random.key(2),
+                              drift=Drift(env.model, {"CL": 0.9}, start_cycle=2), batch_size=2)
+    for a, b in zip(jax.tree.leaves(result.outcome), jax.tree.leaves(chunked.outcome)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)    # same keys per patient
     with pytest.raises(ModelError, match="Did you mean 'CL'"):
         Drift(env.model, {"Cl": 0.9})
     with pytest.raises(ModelError, match="positive"):

@@ -122,7 +122,7 @@ def run_closed_loop(env: DosingEnv, policy, patients: Patients, key, *, drift: D
                     missed: MissedDoses | None = None, batch_size: int | None = None) -> ClosedLoopResult:
     """One course per patient of ``patients`` under ``policy`` (paired keys as in ``evaluate``).
     The outcome's actions are those the truth received (a missed cycle shows the hold).
-    ``batch_size`` patients at a time bounds the memory of large twins (same keys, same result)."""
+    ``batch_size`` patients at a time bounds the memory of large twins (same keys; the same result to rounding)."""
     cohort = patients.cohort()
     n = cohort.theta.shape[0]
     keys, size = jax.random.split(key, n), batch_size or n
