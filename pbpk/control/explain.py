@@ -110,7 +110,7 @@ def global_sensitivity(env: DosingEnv, twin: ParticleTwin, action: int, key, *, 
     from SALib.analyze import sobol as sobol_analyze
     from SALib.sample import sobol as sobol_sample
 
-    if samples < 2 or samples & (samples - 1):
+    if not isinstance(samples, int) or samples < 2 or samples & (samples - 1):
         raise ModelError(f"global_sensitivity: samples={samples!r} must be a power of 2 (Sobol' sequence).")
     w = np.asarray(twin.weights)
     log_theta = np.log(np.asarray(twin.states.theta))
