@@ -125,7 +125,8 @@ def personal_course(env, post, truth, seed):
     rows, texts, seconds, sobol = [], [], [], None
     for k, key in enumerate(jax.random.split(jax.random.key(seed + 9), env.horizon - 1)):
         rec = control.explain(env, policy, carry, obs, key, sobol_samples=256 if k == 0 else None)
-        sobol = rec.global_indices if k == 0 else sobol
+        if k == 0:
+            sobol = rec.global_indices
         t0 = time.perf_counter()
         action, carry = jax.block_until_ready(_act(policy, key, carry, obs))
         seconds.append(time.perf_counter() - t0)

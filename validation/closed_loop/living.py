@@ -241,34 +241,34 @@ def _key(arm: str) -> str:
 def main(quick: bool = False, case: str | None = None, counterfactual_only: bool = False,
          arms: list[str] | None = None) -> None:
     for name in ([case] if case else ["chemo", "nano"]):
-        if arms:      # re-run these arms only; everything else as recorded
-            table, checks, details = closed_loop(name, quick, arms)
-            previous = read_results()["closed_loop"][f"living_{name}"]
-            write_results("closed_loop", checks + [c for c in _recorded_checks(name) if ".counterfactual." in c["id"]],
-                          part=f"living_{name}", extra={"table": table, "details": details | {"quick": quick},
-                                                         "counterfactual": previous["counterfactual"]})
-            continue
-        table, checks, details = recorded_closed_loop(name) if counterfactual_only else closed_loop(name, quick)
-        cf, cf_checks = counterfactual(name, quick)
+        loop = recorded_closed_loop(name) if counterfactual_only else closed_loop(name, quick, arms)
+        cf, cf_checks = recorded_counterfactual(name) if arms else counterfactual(name, quick)
+        table, checks, details = loop
         write_results("closed_loop", checks + cf_checks, part=f"living_{name}",
                       extra={"table": table, "details": details | {"quick": quick}, "counterfactual": cf})
 
 
-def _recorded_checks(name: str) -> list[dict]:
+def _recorded_part(name: str) -> tuple[dict, list[dict], str]:
+    """The recorded ``living_<name>`` part, its checks and the record's commit."""
     doc = read_results().get("closed_loop", {})
-    ids = set(doc.get("parts", {}).get(f"living_{name}", []))
-    return [c for c in doc.get("checks", []) if c["id"] in ids]
+    part = doc.get(f"living_{name}")
+    if part is None:
+        raise SystemExit(f"no closed-loop record for {name!r} yet; run without --counterfactual-only / --arms first.")
+    ids = set(doc["parts"][f"living_{name}"])
+    return part, [c for c in doc["checks"] if c["id"] in ids], doc["commit"]
+
+
+def recorded_counterfactual(name: str) -> tuple[dict, list]:
+    """The counterfactual result and checks last recorded for ``name``."""
+    part, checks, _ = _recorded_part(name)
+    return part["counterfactual"], [c for c in checks if ".counterfactual." in c["id"]]
 
 
 def recorded_closed_loop(name: str) -> tuple[list, list, dict]:
     """The closed-loop table, checks and details last recorded for ``name``, with their commit."""
-    doc = read_results().get("closed_loop", {})
-    part = doc.get(f"living_{name}")
-    if part is None:
-        raise SystemExit(f"--counterfactual-only: no closed-loop record for {name!r} yet; run without it first.")
-    checks = [c for c in _recorded_checks(name) if ".counterfactual." not in c["id"]]
-    details = part["details"] | {"closed_loop_commit": part["details"].get("closed_loop_commit", doc["commit"])}
-    return part["table"], checks, details
+    part, checks, commit = _recorded_part(name)
+    details = part["details"] | {"closed_loop_commit": part["details"].get("closed_loop_commit", commit)}
+    return part["table"], [c for c in checks if ".counterfactual." not in c["id"]], details
 
 
 if __name__ == "__main__":
