@@ -98,8 +98,8 @@ def case_setup(name: str):
     return env, std, adaptive, ([top] * remaining, [std] * remaining), "mg/m2", "mg·day/L tumour AUC"
 
 
-def closed_loop(name: str, quick: bool, only: list[str] | None = None) -> tuple[list, list, dict]:
-    """The arms' table, checks and details; with ``only``, just those arms, merged into the record."""
+def closed_loop(name: str, quick: bool, only: list[str] | None = None, record: dict | None = None) -> tuple[list, list, dict]:
+    """The arms' table, checks and details; with ``only``, just those arms, merged into ``record``."""
     import time
 
     import jax
@@ -142,7 +142,7 @@ def closed_loop(name: str, quick: bool, only: list[str] | None = None) -> tuple[
             row["first_log_error"] = {p: round(float(err[p].iloc[0]), 3) for p in factors}
     details = {"drift": factors, "drift_start_cycle": start, "patients": n, "decisions": decisions}
     if only:        # the other arms as recorded before, on the same patients and keys
-        old_table, _, old_details = recorded_closed_loop(name)
+        old_table, _, old_details = recorded_closed_loop(record, name)
         table = [r for r in old_table if r["policy"] not in arms] + table
         details = old_details | {"decisions": old_details["decisions"] | decisions,
                                  "arms_rerun_at_commit": {a: git_commit()[0] for a in arms}}
@@ -240,17 +240,17 @@ def _key(arm: str) -> str:
 
 def main(quick: bool = False, case: str | None = None, counterfactual_only: bool = False,
          arms: list[str] | None = None) -> None:
+    record = read_results().get("closed_loop", {})     # as it was before this run writes a part
     for name in ([case] if case else ["chemo", "nano"]):
-        loop = recorded_closed_loop(name) if counterfactual_only else closed_loop(name, quick, arms)
-        cf, cf_checks = recorded_counterfactual(name) if arms else counterfactual(name, quick)
+        loop = recorded_closed_loop(record, name) if counterfactual_only else closed_loop(name, quick, arms, record)
+        cf, cf_checks = recorded_counterfactual(record, name) if arms else counterfactual(name, quick)
         table, checks, details = loop
         write_results("closed_loop", checks + cf_checks, part=f"living_{name}",
                       extra={"table": table, "details": details | {"quick": quick}, "counterfactual": cf})
 
 
-def _recorded_part(name: str) -> tuple[dict, list[dict], str]:
-    """The recorded ``living_<name>`` part, its checks and the record's commit."""
-    doc = read_results().get("closed_loop", {})
+def _recorded_part(doc: dict, name: str) -> tuple[dict, list[dict], str]:
+    """The recorded ``living_<name>`` part of ``doc``, its checks and the record's commit."""
     part = doc.get(f"living_{name}")
     if part is None:
         raise SystemExit(f"no closed-loop record for {name!r} yet; run without --counterfactual-only / --arms first.")
@@ -258,15 +258,15 @@ def _recorded_part(name: str) -> tuple[dict, list[dict], str]:
     return part, [c for c in doc["checks"] if c["id"] in ids], doc["commit"]
 
 
-def recorded_counterfactual(name: str) -> tuple[dict, list]:
+def recorded_counterfactual(doc: dict, name: str) -> tuple[dict, list]:
     """The counterfactual result and checks last recorded for ``name``."""
-    part, checks, _ = _recorded_part(name)
+    part, checks, _ = _recorded_part(doc, name)
     return part["counterfactual"], [c for c in checks if ".counterfactual." in c["id"]]
 
 
-def recorded_closed_loop(name: str) -> tuple[list, list, dict]:
+def recorded_closed_loop(doc: dict, name: str) -> tuple[list, list, dict]:
     """The closed-loop table, checks and details last recorded for ``name``, with their commit."""
-    part, checks, commit = _recorded_part(name)
+    part, checks, commit = _recorded_part(doc, name)
     details = part["details"] | {"closed_loop_commit": part["details"].get("closed_loop_commit", commit)}
     return part["table"], [c for c in checks if ".counterfactual." not in c["id"]], details
 
