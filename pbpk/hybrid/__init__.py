@@ -6,6 +6,8 @@ from .neural import NeuralTerm as NeuralTerm
 from .neural import load_hybrid as load_hybrid
 from .neural import save_hybrid as save_hybrid
 from .train import HybridFit as HybridFit
+from .train import TypicalFit as TypicalFit
+from .train import estimate_typical as estimate_typical
 from .train import population_loss as population_loss
 from .train import train_hybrid as train_hybrid
 from .symbolic import SymbolicFit as SymbolicFit

@@ -5,7 +5,9 @@ The objective is the population's joint empirical-Bayes log density per observat
 ``−[Σ_i log p(y_i | θ_i(η_i), NN) + Σ_i log N(η_i; 0, Ω)] / n_obs + l2·Σ w²``, minimised over the
 network weights and (``estimate_eta=True``) every training patient's η, so the network learns
 what is common to all patients while each patient keeps their own mechanistic parameters.  Early
-stopping watches the held-out patients' population-typical (η = 0) log likelihood.
+stopping watches the held-out patients' loss: by default with each held-out patient's own η
+(fitted alongside, the network frozen for them), so it scores the structure a patient's twin
+would use; ``held_out="population"`` scores their population-typical (η = 0) prediction.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import jax.numpy as jnp
 import jax.scipy.stats as jstats
 import numpy as np
 
-from ..errors import DataError, ModelError
+from ..errors import DataError, ModelError, did_you_mean
 from .neural import NeuralResidual
 
-__all__ = ["HybridFit", "train_hybrid", "population_loss", "joint_loss", "early_stopping"]
+__all__ = ["HybridFit", "TypicalFit", "train_hybrid", "estimate_typical", "population_loss", "joint_loss",
+           "early_stopping"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,13 @@ def joint_loss(spec, theta, eta, data, n_observed):
 
 def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: float = 3e-3, l2: float = 1e-4,
                  estimate_eta: bool = True, eval_every: int = 10, patience: int = 5, simulate_options=None,
-                 progress: bool = True) -> HybridFit:
+                 held_out: str = "individual", progress: bool = True) -> HybridFit:
     """Train the neural terms of ``model`` (compiled from a spec with ``Model.neural``) on the
     ``train`` Dataset; ``valid`` (held-out patients) drives early stopping (every ``eval_every``
     steps; stop after ``patience`` evaluations without improvement).  ``learning_rate``: a number
-    or an optax schedule."""
+    or an optax schedule.  ``held_out``: "individual" (each held-out patient's η fitted with the
+    network frozen; the default, since a trained hybrid is used through per-patient fits) or
+    "population" (η = 0)."""
     import optax
 
     if not isinstance(model.residual, NeuralResidual):
@@ -81,6 +86,9 @@ def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: f
                          "Model.neural(state, inputs=..., unit=..., key=...).")
     if not (isinstance(steps, int) and steps > 0):
         raise ModelError(f"train_hybrid: steps={steps!r} must be a positive integer.")
+    if held_out not in ("individual", "population"):
+        raise ModelError(f"train_hybrid: held_out={held_out!r}; expected 'individual' or 'population'."
+                         + did_you_mean(held_out, ("individual", "population")))
     data, spec, n_train = _encode(model, train, simulate_options)
     valid_set = None
     if valid is not None:
@@ -88,19 +96,29 @@ def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: f
         valid_set = (v_data, v_spec, n_valid, jnp.zeros((len(list(valid)), len(v_spec.names))))
     weights, static = eqx.partition(model.residual, eqx.is_inexact_array)
     params = {"w": weights, "eta": jnp.zeros((len(list(train)), len(spec.names)))}
+    individual = valid_set is not None and held_out == "individual"
+    if individual:
+        params["eta_valid"] = valid_set[3]
+
+    def valid_loss(p, w):
+        v_data, v_spec, n_valid, eta0 = valid_set
+        return population_loss(v_spec, eqx.combine(w, static), p["eta_valid"] if individual else eta0, v_data, n_valid)
 
     def objective(p):
         eta = p["eta"] if estimate_eta else jax.lax.stop_gradient(p["eta"])
-        return population_loss(spec, eqx.combine(p["w"], static), eta, data, n_train)
+        train_loss = population_loss(spec, eqx.combine(p["w"], static), eta, data, n_train)
+        if not individual:
+            return train_loss
+        # the held-out patients' η follow the network; their data never reach its weights
+        return train_loss + valid_loss(p, jax.lax.stop_gradient(p["w"])), train_loss
 
     @eqx.filter_jit
-    def held_out(p):
-        v_data, v_spec, n_valid, eta0 = valid_set
-        return population_loss(v_spec, eqx.combine(p["w"], static), eta0, v_data, n_valid)
+    def score(p):
+        return valid_loss(p, p["w"])
 
     t0 = time.perf_counter()
     best, history, best_step = early_stopping(objective, params, optax.adam(learning_rate),
-                                              held_out if valid_set else None, l2=l2, steps=steps,
+                                              score if valid_set else None, l2=l2, steps=steps,
                                               eval_every=eval_every, patience=patience, desc=f"training {model.name}",
                                               progress=progress)
     trained = model.with_residual(eqx.combine(best["w"], static))
@@ -108,9 +126,76 @@ def train_hybrid(model, train, *, valid=None, steps: int = 300, learning_rate: f
                      seconds=time.perf_counter() - t0)
 
 
+@dataclass(frozen=True)
+class TypicalFit:
+    """Typical values estimated across patients: the model carrying them, the patients' η, the
+    joint objective −2·(log likelihood + log prior of η) at the optimum, its AIC (objective +
+    2 × number of estimated typical values) and the number of observations."""
+
+    model: object
+    eta: np.ndarray
+    objective: float
+    aic: float
+    n_observed: int
+    seconds: float
+
+
+def estimate_typical(model, dataset, names, *, steps: int = 400, learning_rate: float = 0.03,
+                     simulate_options=None, progress: bool = True) -> TypicalFit:
+    """Estimate the typical values of the parameters ``names`` of ``model`` from ``dataset``
+    (several patients), every patient's η estimated with them (the joint empirical-Bayes mode
+    that ``train_hybrid`` uses), by Adam on the log scale.  The way to re-estimate a term read
+    out of a neural network (``symbolic_readout``) once it is written into the specification, and
+    to compare candidate forms by AIC on the data rather than on the network's curve."""
+    import optax
+
+    names = list(names)
+    if not names:
+        raise ModelError("estimate_typical: give at least one parameter name.")
+    index = [model.parameter_index(n) for n in names]
+    if not (isinstance(steps, int) and steps > 0):
+        raise ModelError(f"estimate_typical: steps={steps!r} must be a positive integer.")
+    data, spec, n_obs = _encode(model, dataset, simulate_options)
+    embed = jnp.eye(len(model.parameter_names))[:, index]
+    params = {"log_typical": jnp.zeros(len(index)), "eta": jnp.zeros((len(list(dataset)), len(spec.names)))}
+
+    def shifted(log_typical):
+        return eqx.tree_at(lambda s: s.median, spec, spec.median * jnp.exp(embed @ log_typical))
+
+    def objective(p):
+        moved = shifted(p["log_typical"])
+        return joint_loss(moved, moved.theta(p["eta"]), p["eta"], data, n_obs)
+
+    optimiser = optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.02))
+
+    @eqx.filter_jit
+    def step(p, s):
+        loss, grad = jax.value_and_grad(objective)(p)
+        grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
+        updates, s = optimiser.update(grad, s, p)
+        return optax.apply_updates(p, updates), s, loss
+
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    state = optimiser.init(params)
+    for _ in tqdm(range(steps), desc=f"typical values of {model.name}", disable=not progress):
+        params, state, _ = step(params, state)
+    value = float(objective(params))
+    if not np.isfinite(value):
+        raise ModelError(f"estimate_typical: the objective of {model.name!r} is not finite at the estimate; "
+                         "check the initial values and units of " + ", ".join(names) + ".")
+    theta = model.theta * jnp.exp(embed @ params["log_typical"])
+    objective_2ll = 2.0 * value * n_obs
+    return TypicalFit(model=eqx.tree_at(lambda m: m.theta, model, theta), eta=np.asarray(params["eta"]),
+                      objective=objective_2ll, aic=objective_2ll + 2 * len(index), n_observed=int(n_obs),
+                      seconds=time.perf_counter() - t0)
+
+
 def early_stopping(objective, params, optimiser, held_out, *, l2, steps, eval_every, patience, desc, progress):
     """Minimise ``objective(params) + l2·Σ params["w"]²`` with the optax ``optimiser`` for up to
-    ``steps`` steps (non-finite gradient entries are zeroed); every ``eval_every`` steps score
+    ``steps`` steps (non-finite gradient entries are zeroed); ``objective`` may return a pair
+    (value to minimise, training loss to report).  Every ``eval_every`` steps score
     ``held_out(params)`` (the training loss when None) and stop after ``patience`` scores without
     improvement.  ``params`` is {"w": weights, "eta": training patients' η}.  Returns the best
     parameters, the history (DataFrame: step, train, valid) and the best step."""
@@ -119,11 +204,13 @@ def early_stopping(objective, params, optimiser, held_out, *, l2, steps, eval_ev
     from tqdm.auto import tqdm
 
     def penalised(p):
-        return objective(p) + l2 * sum(jnp.sum(w ** 2) for w in jax.tree.leaves(p["w"]))
+        value = objective(p)
+        value, reported = value if isinstance(value, tuple) else (value, value)
+        return value + l2 * sum(jnp.sum(w ** 2) for w in jax.tree.leaves(p["w"])), reported
 
     @eqx.filter_jit
     def step(p, s):
-        loss, grad = jax.value_and_grad(penalised)(p)
+        (_, loss), grad = jax.value_and_grad(penalised, has_aux=True)(p)
         grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
         updates, s = optimiser.update(grad, s, p)
         return optax.apply_updates(p, updates), s, loss
