@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import pbpk
-from pbpk.hybrid import estimate_typical, load_hybrid, save_hybrid, train_hybrid
+from pbpk.hybrid import estimate_typical, learned_term, load_hybrid, save_hybrid, train_hybrid
 
 TIMES = np.array([0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0])
 SOLVER = dict(solver="Kvaerno5", rtol=1e-9, atol=1e-11)
@@ -55,6 +55,32 @@ def test_gradient_through_network_and_solver_matches_finite_differences(hybrid):
     fd = float((auc(b0 + h) - auc(b0 - h)) / (2 * h))
     assert float(jax.grad(auc)(b0)) == pytest.approx(fd, rel=1e-5)
     assert fd > 0          # a less negative gated term removes elimination: more exposure
+
+
+@pytest.mark.parametrize("inputs", [["Cp"], ["t", "Cp"]], ids=["gate-first", "gate-second"])
+def test_learned_term_is_what_the_network_adds_to_the_right_hand_side(inputs):
+    """The read-out of a (randomly weighted) term equals the hybrid's right-hand side minus the
+    mechanistic one, whichever input position the gate takes."""
+    m = one_compartment()
+    m.neural("central", inputs=inputs, unit="mg/h", scales={k: {"Cp": 10.0, "t": 5.0}[k] for k in inputs}, key=jax.random.key(0),
+               gate="Cp")
+    compiled = m.compile()
+    last = compiled.residual.terms[0].mlp.layers[-1]
+    model = eqx.tree_at(lambda c: c.residual.terms[0].mlp.layers[-1].weight, compiled,
+                        jax.random.normal(jax.random.key(2), last.weight.shape))
+    mechanistic = one_compartment().compile()
+    theta, cov, volume = model.theta, jnp.zeros(0), model.parameters["V"]
+    values, cp = np.array([0.5, 2.0, 7.0]), 3.0
+    central = model.state_index("central")
+    state = lambda conc: jnp.zeros(len(model.state_names)).at[central].set(conc * volume)
+    added = lambda t, conc: float(model.rhs(t, state(conc), theta, cov)[central]
+                                  - mechanistic.rhs(t, state(conc), theta, cov)[central])
+    if inputs == ["Cp"]:
+        want, got = [added(0.0, v) for v in values], learned_term(model, values)
+    else:
+        want, got = [added(v, cp) for v in values], learned_term(model, values, at=[0.0, cp])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert np.ptp(want) > 0
 
 
 def test_save_and_load_round_trip(hybrid, tmp_path):

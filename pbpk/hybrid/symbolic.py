@@ -31,23 +31,29 @@ FORMS = {
 }
 
 
-def learned_term(model, values, *, term: int = 0, at=None):
+def learned_term(model, values, *, term: int = 0, at=None, gate_value=None):
     """The learned term (in its declared unit converted to state unit per time) for the values
-    of its first input, the other inputs held at ``at`` (dict name-free: a vector of the term's
-    feature values in input units; default zeros).  Returns a numpy array like ``values``."""
+    of its first input, the other inputs held at ``at`` (a vector of the term's input values in
+    input units; default zeros).  A gate that is one of the inputs takes its value from there;
+    a gate that is not needs ``gate_value`` (in its unit).  Returns a numpy array like
+    ``values``."""
     if not isinstance(model.residual, NeuralResidual):
         raise ModelError(f"learned_term: model {model.name!r} has no neural terms.")
     if not 0 <= term < len(model.residual.terms):
         raise ModelError(f"learned_term: term={term}; the model has {len(model.residual.terms)} neural term(s).")
     t = model.residual.terms[term]
+    if t.gate is not None and t.gate not in t.sources and gate_value is None:
+        raise ModelError(f"learned_term: the gate of {t.label} is not one of its inputs; give gate_value=.")
     base = jnp.zeros(len(t.sources)) if at is None else jnp.asarray(at, dtype=jnp.float64)
+    if base.shape != (len(t.sources),):
+        raise ModelError(f"learned_term: at= has shape {base.shape}; {t.label} has {len(t.sources)} input(s).")
     x = jnp.asarray(values, dtype=jnp.float64)
 
     def one(v):
-        feats = base.at[0].set(v) / t.scale
-        out = t.mlp(feats) * t.out_factor
+        raw = base.at[0].set(v)
+        out = t.mlp(raw / t.scale) * t.out_factor
         if t.gate is not None:
-            gate = v if t.gate == t.sources[0] else 1.0
+            gate = raw[t.sources.index(t.gate)] if t.gate in t.sources else gate_value
             out = out * gate / t.gate_scale
         return out
 

@@ -20,11 +20,9 @@ concentrations it saw, the mechanism it revealed need not.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from validation.hybrid._cohort import bolus_records
+from validation.hybrid._cohort import bolus_records, train_comparators
 
 SOURCE = "issue 7 acceptance (known ground truth)"
 TIMES = (0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0)
@@ -131,11 +129,8 @@ def refit_forms(fits, df_train, steps):
 
 
 def main(quick: bool = False) -> None:
-    import jax
-    import optax
-
     import pbpk
-    from pbpk.hybrid import learned_term, symbolic_readout, train_hybrid
+    from pbpk.hybrid import learned_term, symbolic_readout
     from validation._record import Check, write_results
 
     n_train, n_test, steps = (30, 20, 300) if quick else (100, 100, 1500)
@@ -144,16 +139,9 @@ def main(quick: bool = False) -> None:
     df_train, *_ = cohort(truth, n_train, 1)
     df_valid, *_ = cohort(truth, max(n_train // 4, 10), 2)
     df_test, theta_test, dose_test, _ = cohort(truth, n_test, 3)
-    timing = {}
-    for name in ("hybrid", "blackbox"):
-        base = spec("wrong" if name == "hybrid" else "blackbox", key=jax.random.key(0)).compile()
-        t0 = time.perf_counter()
-        fit = train_hybrid(base, pbpk.read_nonmem(df_train, base), valid=pbpk.read_nonmem(df_valid, base),
-                           steps=steps, learning_rate=optax.cosine_decay_schedule(0.03, steps, alpha=0.05),
-                           eval_every=25, patience=60, progress=False,
-                           simulate_options=TRAIN_SOLVER)
-        timing[name] = (time.perf_counter() - t0, fit.best_step)
-        models[name] = fit.model
+    trained, timing = train_comparators(spec, df_train, df_valid, steps=steps, learning_rate=0.03, patience=60,
+                                        simulate_options=TRAIN_SOLVER)
+    models.update(trained)
     # read out over the concentrations the training data cover (5th-95th percentile of DV)
     dv = df_train.loc[df_train.EVID == 0, "DV"].to_numpy()
     c = np.linspace(*np.percentile(dv, [5, 95]), 200)
