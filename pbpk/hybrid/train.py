@@ -157,35 +157,23 @@ def estimate_typical(model, dataset, names, *, steps: int = 400, learning_rate: 
         raise ModelError(f"estimate_typical: steps={steps!r} must be a positive integer.")
     data, spec, n_obs = _encode(model, dataset, simulate_options)
     embed = jnp.eye(len(model.parameter_names))[:, index]
-    params = {"log_typical": jnp.zeros(len(index)), "eta": jnp.zeros((len(list(dataset)), len(spec.names)))}
-
-    def shifted(log_typical):
-        return eqx.tree_at(lambda s: s.median, spec, spec.median * jnp.exp(embed @ log_typical))
+    # "w" is what all patients share (here the log shifts of the typical values), as in training
+    params = {"w": jnp.zeros(len(index)), "eta": jnp.zeros((len(list(dataset)), len(spec.names)))}
 
     def objective(p):
-        moved = shifted(p["log_typical"])
+        moved = eqx.tree_at(lambda s: s.median, spec, spec.median * jnp.exp(embed @ p["w"]))
         return joint_loss(moved, moved.theta(p["eta"]), p["eta"], data, n_obs)
 
-    optimiser = optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.02))
-
-    @eqx.filter_jit
-    def step(p, s):
-        loss, grad = jax.value_and_grad(objective)(p)
-        grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
-        updates, s = optimiser.update(grad, s, p)
-        return optax.apply_updates(p, updates), s, loss
-
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
-    state = optimiser.init(params)
-    for _ in tqdm(range(steps), desc=f"typical values of {model.name}", disable=not progress):
-        params, state, _ = step(params, state)
-    value = float(objective(params))
+    params, _, last = early_stopping(objective, params, optax.adam(optax.cosine_decay_schedule(learning_rate, steps,
+                                                                                            alpha=0.02)),
+                                  None, l2=0.0, steps=steps, eval_every=steps, patience=1,
+                                  desc=f"typical values of {model.name}", progress=progress)
+    value = float(objective(params)) if last == steps else np.nan     # earlier: the loss went non-finite
     if not np.isfinite(value):
         raise ModelError(f"estimate_typical: the objective of {model.name!r} is not finite at the estimate; "
                          "check the initial values and units of " + ", ".join(names) + ".")
-    theta = model.theta * jnp.exp(embed @ params["log_typical"])
+    theta = model.theta * jnp.exp(embed @ params["w"])
     objective_2ll = 2.0 * value * n_obs
     return TypicalFit(model=eqx.tree_at(lambda m: m.theta, model, theta), eta=np.asarray(params["eta"]),
                       objective=objective_2ll, aic=objective_2ll + 2 * len(index), n_observed=int(n_obs),

@@ -150,6 +150,7 @@ def main(quick: bool = False) -> None:
     refits = refit_forms(fits, df_train, steps=150 if quick else 600)
     best = min(refits, key=lambda f: refits[f].aic)
     mm = refits["michaelis_menten"].model.parameters
+    mm_curve = fits_by_form(fits)["michaelis_menten"].parameters
     models["read-out"] = refits[best].model      # the network replaced by the form it revealed
     ids = list(range(1, n_test + 1))
     # truth for the test patients at the extrapolated dose
@@ -181,10 +182,10 @@ def main(quick: bool = False) -> None:
                        "hybrid, training doses", SOURCE, round(100 * gap("dose", "auc_mdape"), 1), "%", 70.0),
         Check.within("hybrid.mm.readout_vmax", "Vmax of the read-out Michaelis–Menten term, re-estimated in the "
                      "specification on the training data / truth", SOURCE, round(mm["VMAX"] / VMAX, 3), "×", 0.85, 1.15,
-                     note=f"curve fit to the network alone: {fits_by_form(fits)['michaelis_menten'].parameters['Vmax'] / VMAX:.3f}"),
+                     note=f"curve fit to the network alone: {mm_curve['Vmax'] / VMAX:.3f}"),
         Check.within("hybrid.mm.readout_km", "Km of the read-out Michaelis–Menten term, re-estimated in the "
                       "specification on the training data / truth", SOURCE, round(mm["KM"] / KM, 3), "×", 0.85, 1.15,
-                     note=f"curve fit to the network alone: {fits_by_form(fits)['michaelis_menten'].parameters['Km'] / KM:.3f}"),
+                     note=f"curve fit to the network alone: {mm_curve['Km'] / KM:.3f}"),
         Check.at_least("hybrid.mm.readout_form", "read-out form with the lowest AIC on the training data, each candidate "
                        "re-estimated in the specification, is Michaelis–Menten (1 = yes)", SOURCE,
                        float(best == "michaelis_menten"), "–", 1.0,
