@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from validation.hybrid._cohort import train_comparators
+from validation.hybrid._cohort import bolus_records, train_comparators
 
 SOURCE = "issue 7 acceptance (known ground truth)"
 DAYS = (0.0, 3.0, 5.0, 7.0, 10.0, 14.0, 21.0)
@@ -68,7 +68,6 @@ def spec(kind, key=None, emax=EMAX, ec50=EC50, source="truth"):
 
 def cohort(truth, n, seed):
     import jax
-    import pandas as pd
 
     import pbpk
 
@@ -78,11 +77,7 @@ def cohort(truth, n, seed):
     sol = truth.simulate([pbpk.Regimen.of(pbpk.Bolus(float(d), "central")) for d in dose], np.asarray(TIMES),
                          params=pop, rtol=1e-10, atol=1e-12)
     anc = np.asarray(sol["ANC"]) * np.exp(0.15 * rng.normal(size=(n, len(TIMES))))
-    rows = []
-    for i in range(n):
-        rows.append(dict(ID=i + 1, TIME=0.0, AMT=float(dose[i]), DV=np.nan, EVID=1, CMT="central"))
-        rows += [dict(ID=i + 1, TIME=t, AMT=0.0, DV=float(v), EVID=0, CMT="ANC") for t, v in zip(TIMES, anc[i])]
-    return pd.DataFrame(rows), np.asarray(pop.theta), dose
+    return bolus_records(dose, TIMES, anc, observation="ANC"), np.asarray(pop.theta), dose
 
 
 def read_out(hybrid, df_train, steps):
