@@ -19,6 +19,8 @@ drug-effect term, the whole effect learned) are the comparisons.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from validation.hybrid._cohort import bolus_records, train_comparators
@@ -30,6 +32,7 @@ EARLY = 3
 EMAX, EC50 = 30.0, 10.0
 DOSES = (100.0, 200.0, 300.0)
 TRAIN_SOLVER = dict(solver="Tsit5", rtol=1e-6, atol=1e-8)
+WEIGHTS = Path(__file__).resolve().parents[1] / "results" / "hybrid_neutropenia.eqx"   # the trained network
 
 
 def spec(kind, key=None, emax=EMAX, ec50=EC50, source="truth"):
@@ -118,6 +121,7 @@ def forecasts(model, df, dose, ids, grid, extrapolate):
 
 def main(quick: bool = False) -> None:
     import pbpk
+    from pbpk.hybrid import save_hybrid
     from validation._record import Check, write_results
 
     n_train, n_test, steps = (30, 20, 300) if quick else (100, 100, 600)
@@ -129,6 +133,8 @@ def main(quick: bool = False) -> None:
     trained, timing = train_comparators(spec, df_train, df_valid, steps=steps, learning_rate=0.01, patience=8,
                                         simulate_options=TRAIN_SOLVER)
     models.update(trained)
+    if not quick:       # the notebook reads the validated network instead of retraining it
+        save_hybrid(models["hybrid"], WEIGHTS)
     fits, refit = read_out(models["hybrid"], df_train, steps=150 if quick else 400)
     models["read-out"] = refit.model
     ids = list(range(1, n_test + 1))
