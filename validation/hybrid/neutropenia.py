@@ -19,10 +19,9 @@ drug-effect term, the whole effect learned) are the comparisons.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
+from validation._record import RESULTS_DIR
 from validation.hybrid._cohort import bolus_records, train_comparators
 
 SOURCE = "issue 7 acceptance (known ground truth)"
@@ -32,7 +31,7 @@ EARLY = 3
 EMAX, EC50 = 30.0, 10.0
 DOSES = (100.0, 200.0, 300.0)
 TRAIN_SOLVER = dict(solver="Tsit5", rtol=1e-6, atol=1e-8)
-WEIGHTS = Path(__file__).resolve().parents[1] / "results" / "hybrid_neutropenia.eqx"   # the trained network
+WEIGHTS = RESULTS_DIR / "hybrid_neutropenia.eqx"   # the trained network, read by the notebook
 
 
 def spec(kind, key=None, emax=EMAX, ec50=EC50, source="truth"):
