@@ -120,8 +120,8 @@ def personal_course(env, post, truth, seed):
     pool = control.Patients.from_population(truth, bsa=BSA)
     step = eqx.filter_jit(env.step_env)
     _, state = env.reset(jax.random.key(seed + 7), pool)
-    obs, state, *_ = step(jax.random.key(seed + 8), state, std)
-    carry = (twin, policy.base.init(obs), jnp.asarray(-1))
+    obs, state, *_ = step(jax.random.key(seed + 8), state, jnp.asarray(std, dtype=int))   # as _act's actions: one compile
+    carry = (twin, policy.base.init(obs), jnp.asarray(-1, dtype=int))
     rows, texts, seconds, sobol = [], [], [], None
     for k, key in enumerate(jax.random.split(jax.random.key(seed + 9), env.horizon - 1)):
         rec = control.explain(env, policy, carry, obs, key, sobol_samples=256 if k == 0 else None)

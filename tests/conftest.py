@@ -1,8 +1,18 @@
 import gc
+import os
+from pathlib import Path
+
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+
+# One persistent XLA compilation cache for the whole run — both xdist workers, the notebook
+# kernels and the demo (they inherit the environment): the same programs recur across processes
+# and after each module's jax.clear_caches(), and compiling them is most of the suite's time.
+# It starts empty on a clean clone; locally it carries over between runs (delete it freely).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".jax_cache"))
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
 @pytest.fixture(scope="session")

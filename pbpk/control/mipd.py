@@ -58,7 +58,7 @@ class PrecisionDosing(eqx.Module):
         self.evolve = evolution(env.model, evolve)
 
     def init(self, obs):
-        return ParticleTwin.from_prior(self.env, self.prior, obs), jnp.asarray(-1)
+        return ParticleTwin.from_prior(self.env, self.prior, obs), jnp.asarray(-1, dtype=int)
 
     def act(self, key, carry, obs):
         twin, last = carry

@@ -44,7 +44,9 @@ class ShieldedPolicy(eqx.Module):
 
     # ------------------------------------------------------------------ policy interface
     def init(self, obs):
-        return (ParticleTwin.from_prior(self.env, self.prior, obs), self.base.init(obs), jnp.asarray(-1))
+        # "no dose given yet" with the dtype of the actions chosen later (a weak-typed -1 would
+        # make a jitted act() compile twice)
+        return ParticleTwin.from_prior(self.env, self.prior, obs), self.base.init(obs), jnp.asarray(-1, dtype=int)
 
     def act(self, key, carry, obs):
         twin, memory, last = carry
