@@ -7,10 +7,11 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 
-# One persistent XLA compilation cache for the whole run — both xdist workers, the notebook
-# kernels and the demo (they inherit the environment): the same programs recur across processes
-# and after each module's jax.clear_caches(), and compiling them is most of the suite's time.
-# It starts empty on a clean clone; locally it carries over between runs (delete it freely).
+# One persistent XLA compilation cache for the whole run, shared by both xdist workers, the
+# notebook kernels and the demo (they inherit the environment), so a program compiled again
+# after a module's jax.clear_caches() or in another process is loaded, not recompiled.  On a
+# clean clone it starts empty (little gain measured there); locally it carries over between
+# runs.  Delete it freely.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".jax_cache"))
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
