@@ -110,6 +110,7 @@ def personal_course(env, post, truth, seed):
     """The shielded policy on the hidden patient from cycle 2 on, each decision explained."""
     from . import control
     from .control.explain import _act
+    from .control.particles import no_action
 
     std, top = env.action_index(75.0), env.action_index(100.0)
     draws = control.Patients.from_posterior(post, 64, jax.random.key(seed + 6), bsa=BSA)
@@ -121,7 +122,7 @@ def personal_course(env, post, truth, seed):
     step = eqx.filter_jit(env.step_env)
     _, state = env.reset(jax.random.key(seed + 7), pool)
     obs, state, *_ = step(jax.random.key(seed + 8), state, jnp.asarray(std, dtype=int))   # as _act's actions: one compile
-    carry = (twin, policy.base.init(obs), jnp.asarray(-1, dtype=int))
+    carry = (twin, policy.base.init(obs), no_action())
     rows, texts, seconds, sobol = [], [], [], None
     for k, key in enumerate(jax.random.split(jax.random.key(seed + 9), env.horizon - 1)):
         rec = control.explain(env, policy, carry, obs, key, sobol_samples=256 if k == 0 else None)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from ..errors import ModelError, did_you_mean
 from .env import DosingEnv, Patients
-from .particles import ParticleTwin, evolution, weighted_quantile
+from .particles import ParticleTwin, evolution, no_action, weighted_quantile
 
 __all__ = ["PrecisionDosing"]
 
@@ -58,7 +58,7 @@ class PrecisionDosing(eqx.Module):
         self.evolve = evolution(env.model, evolve)
 
     def init(self, obs):
-        return ParticleTwin.from_prior(self.env, self.prior, obs), jnp.asarray(-1, dtype=int)
+        return ParticleTwin.from_prior(self.env, self.prior, obs), no_action()
 
     def act(self, key, carry, obs):
         twin, last = carry

@@ -22,7 +22,13 @@ import numpy as np
 from ..errors import ModelError, did_you_mean
 from .env import DosingEnv, EnvState, Patients
 
-__all__ = ["ParticleTwin", "rollout", "weighted_quantile"]
+__all__ = ["ParticleTwin", "no_action", "rollout", "weighted_quantile"]
+
+
+def no_action() -> jax.Array:
+    """The last action before any dose: -1 with the dtype of the actions policies choose later
+    (a weak-typed -1 would make a jitted act() trace and compile again at the second decision)."""
+    return jnp.asarray(-1, dtype=int)
 
 
 class ParticleTwin(eqx.Module):

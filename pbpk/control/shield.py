@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from .env import DosingEnv, Patients
-from .particles import ParticleTwin, evolution
+from .particles import ParticleTwin, evolution, no_action
 
 __all__ = ["ShieldedPolicy"]
 
@@ -44,9 +44,7 @@ class ShieldedPolicy(eqx.Module):
 
     # ------------------------------------------------------------------ policy interface
     def init(self, obs):
-        # "no dose given yet" with the dtype of the actions chosen later (a weak-typed -1 would
-        # make a jitted act() compile twice)
-        return ParticleTwin.from_prior(self.env, self.prior, obs), self.base.init(obs), jnp.asarray(-1, dtype=int)
+        return ParticleTwin.from_prior(self.env, self.prior, obs), self.base.init(obs), no_action()
 
     def act(self, key, carry, obs):
         twin, memory, last = carry
