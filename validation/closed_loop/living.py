@@ -2,6 +2,7 @@
 drifting truth, time per decision, and counterfactual (individual treatment effect) error.
 
     python -m validation.closed_loop.living [--quick] [--case chemo|nano] [--counterfactual-only]
+    python -m validation.closed_loop.living --missed 0.15 [--case chemo|nano]
 
 ``--counterfactual-only`` re-measures the counterfactual part and keeps the closed-loop arms
 recorded before (their commit is kept in ``details.closed_loop_commit``).
@@ -27,6 +28,11 @@ for these parameters was found).  Arms, same patients and keys:
   particles the twin's forecast risk is too coarse (one particle weighs ≈ 1/64 before the
   weights concentrate) and the δ 0.02 shield crossed the limit in 14 % of courses; on 100
   patients, 512 particles brought that to 5 % at δ 0.02 and 1 % at δ 0.005 (course ≈ 6 × δ).
+Missed doses (its own table; ``--missed P`` runs only it): the same patients, drift and keys,
+and each cycle's dose missed with probability P, 0.15 by default (``MissedDoses``: the truth gets
+the hold action while the twin and the plan count the dose as given, as when an administration
+is not recorded) — protocol, static plan and the evolving-twin arms (64 particles).
+Informational: no target is set for it.
 Time per decision: ``decision_seconds`` (one patient, second cycle, after compilation, 2 cores).
 
 Counterfactual twins: after one standard cycle (the twin has the baseline and cycle-1 samples;
@@ -104,22 +110,12 @@ def closed_loop(name: str, quick: bool, only: list[str] | None = None, record: d
 
     import jax
 
-    from pbpk.control import Drift, FixedSchedule, Patients, decision_seconds, run_closed_loop
-    from pbpk.control.policies import optimise_schedule
+    from pbpk.control import decision_seconds, run_closed_loop
 
     env, std, adaptive, _, dose_unit, eff_unit = case_setup(name)
-    n = 60 if quick else 500
-    cohort = first(Patients.from_population(env.model.population(1000, jax.random.key(2026))), n)
-    train = Patients.from_population(env.model.population(64, jax.random.key(11)))
+    n, cohort, drift = drifting_cohort(env, name, quick)
     factors, start = DRIFTS[name]
-    drift = Drift(env.model, factors, start_cycle=start)
-    arms = {"protocol": FixedSchedule(env, [std] * env.horizon)}
-    if len(np.unique(np.asarray(env.intervals))) == 1:
-        arms["static plan (population twin)"] = optimise_schedule(env, train, jax.random.key(1),
-                                                                  steps=60 if quick else 300)[0]
-    else:       # several intervals: the static plan is the best fixed (dose, interval) on the population
-        arms["static plan (population twin)"] = best_fixed(env, train)
-    arms.update(adaptive)
+    arms = static_and_protocol(env, std, quick) | adaptive
     if only:
         arms = {k: v for k, v in arms.items() if k in only}
     results, seconds, decisions = {}, {}, {}
@@ -164,6 +160,82 @@ def closed_loop(name: str, quick: bool, only: list[str] | None = None, record: d
                           "one patient, median of 10 after compilation", "issue 9 target (seed paper: 14.7 s)",
                           decisions[arm]["median"], "s", 1.0)]
     return table, checks, details
+
+
+MISSED_PROBABILITY = 0.15       # per cycle; illustrative (no adherence figure for infused drugs was sought)
+MISSED_ADAPTIVE = ("adaptive MIPD, evolving twin", "adaptive shield, evolving twin")
+
+
+def missed_doses(name: str, quick: bool, probability: float) -> tuple[list, list, dict]:
+    """The drifting-truth comparison again with doses missed unrecorded: (table, checks, details)."""
+    import time
+
+    import jax
+
+    from pbpk.control import MissedDoses, run_closed_loop
+
+    env, std, adaptive, _, dose_unit, eff_unit = case_setup(name)
+    n, cohort, drift = drifting_cohort(env, name, quick)
+    factors, start = DRIFTS[name]
+    missed = MissedDoses(env, probability=probability)
+    arms = static_and_protocol(env, std, quick) | {k: adaptive[k] for k in MISSED_ADAPTIVE}
+    results, seconds = {}, {}
+    for arm, policy in arms.items():
+        t0 = time.perf_counter()
+        results[arm] = run_closed_loop(env, policy, cohort, jax.random.key(0), drift=drift, missed=missed,
+                                       batch_size=100)
+        seconds[arm] = time.perf_counter() - t0
+        print(f"{name} missed doses, {arm}: {seconds[arm]:.0f} s", flush=True)
+    table, summaries = summarise({k: r.outcome for k, r in results.items()}, seconds, dose_unit)
+    for row in table:
+        row["share of cycles dosed"] = round(_dosed_share(env, results[row["policy"]].outcome.actions), 4)
+    base = summaries["protocol"]["efficacy"]["mean"]
+    checks = []
+    for arm in MISSED_ADAPTIVE:
+        s = summaries[arm]
+        checks += [Check(f"{name}.missed.{_key(arm)}_violations", f"{arm}: share of patients crossing a limit, drifting "
+                         f"truth, each dose missed with p={probability:g} unrecorded (n={n})", "measured in this run",
+                         s["violation_rate"]["mean"], "fraction", "informational", True),
+                   Check(f"{name}.missed.{_key(arm)}_vs_protocol", f"{arm}: efficacy minus the protocol's, same missed "
+                         "doses", "measured in this run", s["efficacy"]["mean"] - base, eff_unit, "informational", True)]
+    return table, checks, {"drift": factors, "drift_start_cycle": start, "patients": n,
+                           "missed_probability": probability, "quick": quick}
+
+
+def _dosed_share(env, actions) -> float:
+    """Share of the cycles given (actions ≥ 0; −1 after a course ended) with a non-zero dose."""
+    acts = np.asarray(actions)
+    given = acts >= 0
+    return float(np.sum(given & (np.asarray(env.doses)[np.maximum(acts, 0)] > 0)) / np.sum(given))
+
+
+def drifting_cohort(env, name: str, quick: bool):
+    """(n, the first n held-out patients of issue 8 (key 2026), the case's drift)."""
+    import jax
+
+    from pbpk.control import Drift, Patients
+
+    n = 60 if quick else 500
+    cohort = first(Patients.from_population(env.model.population(1000, jax.random.key(2026))), n)
+    factors, start = DRIFTS[name]
+    return n, cohort, Drift(env.model, factors, start_cycle=start)
+
+
+def static_and_protocol(env, std, quick: bool) -> dict:
+    """The protocol and the static plan from the population twin (64 patients, key 11)."""
+    import jax
+
+    from pbpk.control import FixedSchedule, Patients
+    from pbpk.control.policies import optimise_schedule
+
+    train = Patients.from_population(env.model.population(64, jax.random.key(11)))
+    arms = {"protocol": FixedSchedule(env, [std] * env.horizon)}
+    if len(np.unique(np.asarray(env.intervals))) == 1:
+        arms["static plan (population twin)"] = optimise_schedule(env, train, jax.random.key(1),
+                                                                  steps=60 if quick else 300)[0]
+    else:       # several intervals: the static plan is the best fixed (dose, interval) on the population
+        arms["static plan (population twin)"] = best_fixed(env, train)
+    return arms
 
 
 def best_fixed(env, patients):
@@ -239,14 +311,24 @@ def _key(arm: str) -> str:
 
 
 def main(quick: bool = False, case: str | None = None, counterfactual_only: bool = False,
-         arms: list[str] | None = None) -> None:
+         arms: list[str] | None = None, missed: float | None = None) -> None:
     record = read_results().get("closed_loop", {})     # as it was before this run writes a part
     for name in ([case] if case else ["chemo", "nano"]):
+        if missed is not None:
+            write_missed(name, quick, missed)
+            continue
+        if not (counterfactual_only or arms):          # a full run includes the missed-dose table
+            write_missed(name, quick, MISSED_PROBABILITY)
         loop = recorded_closed_loop(record, name) if counterfactual_only else closed_loop(name, quick, arms, record)
         cf, cf_checks = recorded_counterfactual(record, name) if arms else counterfactual(name, quick)
         table, checks, details = loop
         write_results("closed_loop", checks + cf_checks, part=f"living_{name}",
                       extra={"table": table, "details": details | {"quick": quick}, "counterfactual": cf})
+
+
+def write_missed(name: str, quick: bool, probability: float) -> None:
+    table, checks, details = missed_doses(name, quick, probability)
+    write_results("closed_loop", checks, part=f"living_{name}_missed", extra={"table": table, "details": details})
 
 
 def _recorded_part(doc: dict, name: str) -> tuple[dict, list[dict], str]:
@@ -277,4 +359,6 @@ if __name__ == "__main__":
     parser.add_argument("--case", choices=("chemo", "nano"))
     parser.add_argument("--counterfactual-only", action="store_true")
     parser.add_argument("--arms", nargs="+", help="re-run only these arms (exact names) and keep the rest as recorded")
+    parser.add_argument("--missed", type=float, metavar="P",
+                        help="only the missed-dose comparison: each dose missed unrecorded with probability P")
     main(**vars(parser.parse_args()))
