@@ -466,14 +466,6 @@ def _patient(model, opts, theta, cov, dz, times, out_rank, grid_dt, grid_class):
     return ys, status
 
 
-
-
-
-
-
-
-
-
 def _squarings(model, theta, cov, times, grid, doses, has_ss) -> int:
     """Squarings the exponentials need: log2(‖A‖₁·τ_max / θ), with ‖A‖₁ the larger of 2× the
     typical patient's and (when the parameters are concrete) the batch's largest.
