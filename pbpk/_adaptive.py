@@ -10,6 +10,7 @@ from ._events import apply_event, precedes, rates_after
 
 SOLVERS = {"Kvaerno5": dfx.Kvaerno5, "Kvaerno3": dfx.Kvaerno3, "Tsit5": dfx.Tsit5, "Dopri5": dfx.Dopri5,
            "Dopri8": dfx.Dopri8}
+ADJOINTS = {"reverse": dfx.RecursiveCheckpointAdjoint, "forward": dfx.ForwardMode}
 
 
 def propagate_adaptive(model, opts, theta, cov, bp, y0, times, out_rank):
@@ -36,7 +37,8 @@ def propagate_adaptive(model, opts, theta, cov, bp, y0, times, out_rank):
         ta, tb = bounds[i], bounds[i + 1]
         sol = dfx.diffeqsolve(term, solver, ta, tb, None, y, args=(theta, cov, rates[i]),
                               saveat=dfx.SaveAt(ts=jnp.clip(times, ta, tb), t1=True),
-                              stepsize_controller=controller, max_steps=opts.max_steps, throw=False)
+                              stepsize_controller=controller, max_steps=opts.max_steps, throw=False,
+                              adjoint=ADJOINTS[opts.adjoint]())
         outs = jnp.where((out_seg == i)[:, None], sol.ys[: times.shape[0]], outs)
         y_end = sol.ys[-1]
         ok = ok & (sol.result == dfx.RESULTS.successful)
@@ -62,7 +64,8 @@ def adaptive_steady_states(model, opts, theta, cov, bp, term, solver, controller
 
     def integrate(y, t0, t1, rate):
         sol = dfx.diffeqsolve(term, solver, t0, t1, None, y, args=(theta, cov, rate),
-                              stepsize_controller=controller, max_steps=opts.max_steps, throw=False)
+                              stepsize_controller=controller, max_steps=opts.max_steps, throw=False,
+                              adjoint=ADJOINTS[opts.adjoint]())
         return sol.ys[-1]
 
     def one(kind, t, s, amt, ii, rate, dur):

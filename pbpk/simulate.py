@@ -180,6 +180,9 @@ class _Options(eqx.Module):
     squarings: int = eqx.field(static=True)
     # Fitting needs only what the observations read: accumulators they do not read are left at 0.
     observed_only: bool = eqx.field(static=True, default=False)
+    # "reverse" (diffrax's checkpointed adjoint) or "forward" (forward-mode sensitivities, for
+    # gradients in a few parameters of a large stiff system: see inference.map).
+    adjoint: str = eqx.field(static=True, default="reverse")
 
 
 # =========================================================================== inputs

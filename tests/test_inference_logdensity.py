@@ -56,7 +56,7 @@ def test_logdensity_matches_hand_written(setup):
 
 @pytest.mark.parametrize("solver", ["exact", "Kvaerno5"])
 def test_map_and_laplace_match_scipy(setup, solver):
-    """Closed form, and the adaptive solver (reverse-mode gradients, a Hessian from central
+    """Closed form, and the adaptive solver (forward-mode sensitivities, a Hessian from central
     differences of them) at tolerances far below the checks'."""
     model, dv, ld = setup
     if solver != "exact":
