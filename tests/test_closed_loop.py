@@ -86,7 +86,8 @@ def test_drift_multiplies_the_named_parameter_once_per_cycle_from_its_start():
 
 
 def test_explained_recommendation_agrees_with_the_shield_and_with_finite_differences():
-    """At the second decision of a shielded course: the alternatives' risks are the shield's own,
+    """At the second decision of a shielded course: ``act`` is traced once for both decisions
+    (no re-tracing per step), the alternatives' risks are the shield's own,
     the chosen action is the shield's, the binding limit is named when the next dose is masked,
     and both elasticity tables match central finite differences (step 1e-4 in log-space; the
     solver at rtol 1e-10 so that differentiating the discretised solution and differencing it
@@ -101,13 +102,20 @@ def test_explained_recommendation_agrees_with_the_shield_and_with_finite_differe
     prior = Patients.from_population(env.model.population(64, jax.random.key(3)))
     shield = ShieldedPolicy(env, FixedSchedule(env, [3]), prior, delta=0.1)
     pool = Patients.from_population(env.model.population(1, jax.random.key(8)))
-    act = eqx.filter_jit(shield.act)
+    traces = []
+
+    def traced_act(key, carry, obs):
+        traces.append(None)         # runs only while JAX traces
+        return shield.act(key, carry, obs)
+
+    act = eqx.filter_jit(traced_act)
     obs, state = env.reset(jax.random.key(0), pool)
     action, carry = act(jax.random.key(1), shield.init(obs), obs)
     obs, state, *_ = eqx.filter_jit(env.step_env)(jax.random.key(2), state, action)
     rec = explain(env, shield, carry, obs, jax.random.key(3))
 
     expected_action, after = act(jax.random.key(3), carry, obs)
+    assert len(traces) == 1, "the second decision traced act again (the carry changed type or shape)"
     assert rec.action == int(expected_action)
     risk = eqx.filter_jit(shield.risk)(after[0])
     np.testing.assert_allclose(rec.alternatives["P(any limit)"], np.asarray(risk), atol=1e-12)
