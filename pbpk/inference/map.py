@@ -78,8 +78,8 @@ def _mode(density, data, position0, rtol, atol, max_steps):
 
 
 def _gradient_difference_hessian(f, z, step=1e-3):
-    """Central differences of the exact (forward-mode) gradient, for adaptive ODE solves: a
-    second derivative through diffrax's adaptive solve costs far more to compile."""
+    """Central differences of the exact forward-mode gradient, for adaptive ODE solves:
+    ``jax.hessian`` (forward over reverse) cannot run through diffrax's ForwardMode adjoint."""
     shift = step * jnp.eye(z.size)
     # lax.map, not vmap: batching diffrax's while loops costs more to trace and compile than the
     # 2P sequential gradients cost to run (an adaptive batch steps as its slowest member anyway).

@@ -106,11 +106,9 @@ def case_setup(name: str):
 
 def closed_loop(name: str, quick: bool, only: list[str] | None = None, record: dict | None = None) -> tuple[list, list, dict]:
     """The arms' table, checks and details; with ``only``, just those arms, merged into ``record``."""
-    import time
-
     import jax
 
-    from pbpk.control import decision_seconds, run_closed_loop
+    from pbpk.control import decision_seconds
 
     env, std, adaptive, _, dose_unit, eff_unit = case_setup(name)
     n, cohort, drift = drifting_cohort(env, name, quick)
@@ -118,14 +116,9 @@ def closed_loop(name: str, quick: bool, only: list[str] | None = None, record: d
     arms = static_and_protocol(env, std, quick) | adaptive
     if only:
         arms = {k: v for k, v in arms.items() if k in only}
-    results, seconds, decisions = {}, {}, {}
-    for arm, policy in arms.items():
-        t0 = time.perf_counter()
-        results[arm] = run_closed_loop(env, policy, cohort, jax.random.key(0), drift=drift, batch_size=100)
-        seconds[arm] = time.perf_counter() - t0
-        if arm in adaptive:
-            decisions[arm] = decision_seconds(env, policy, cohort, jax.random.key(3))
-        print(f"{name} {arm}: {seconds[arm]:.0f} s", flush=True)
+    results, seconds = run_arms(env, arms, cohort, drift, name)
+    decisions = {arm: decision_seconds(env, policy, cohort, jax.random.key(3))
+                 for arm, policy in arms.items() if arm in adaptive}
     table, _ = summarise({k: r.outcome for k, r in results.items()}, seconds, dose_unit)
     for row in table:
         d = decisions.get(row["policy"])
@@ -168,24 +161,14 @@ MISSED_ADAPTIVE = ("adaptive MIPD, evolving twin", "adaptive shield, evolving tw
 
 def missed_doses(name: str, quick: bool, probability: float) -> tuple[list, list, dict]:
     """The drifting-truth comparison again with doses missed unrecorded: (table, checks, details)."""
-    import time
-
-    import jax
-
-    from pbpk.control import MissedDoses, run_closed_loop
+    from pbpk.control import MissedDoses
 
     env, std, adaptive, _, dose_unit, eff_unit = case_setup(name)
     n, cohort, drift = drifting_cohort(env, name, quick)
     factors, start = DRIFTS[name]
     missed = MissedDoses(env, probability=probability)
     arms = static_and_protocol(env, std, quick) | {k: adaptive[k] for k in MISSED_ADAPTIVE}
-    results, seconds = {}, {}
-    for arm, policy in arms.items():
-        t0 = time.perf_counter()
-        results[arm] = run_closed_loop(env, policy, cohort, jax.random.key(0), drift=drift, missed=missed,
-                                       batch_size=100)
-        seconds[arm] = time.perf_counter() - t0
-        print(f"{name} missed doses, {arm}: {seconds[arm]:.0f} s", flush=True)
+    results, seconds = run_arms(env, arms, cohort, drift, f"{name} missed doses,", missed=missed)
     table, summaries = summarise({k: r.outcome for k, r in results.items()}, seconds, dose_unit)
     for row in table:
         row["share of cycles dosed"] = round(_dosed_share(env, results[row["policy"]].outcome.actions), 4)
@@ -200,6 +183,24 @@ def missed_doses(name: str, quick: bool, probability: float) -> tuple[list, list
                          "doses", "measured in this run", s["efficacy"]["mean"] - base, eff_unit, "informational", True)]
     return table, checks, {"drift": factors, "drift_start_cycle": start, "patients": n,
                            "missed_probability": probability, "quick": quick}
+
+
+def run_arms(env, arms: dict, cohort, drift, label: str, missed=None) -> tuple[dict, dict]:
+    """Each arm's closed loop on the same patients and keys: (results, wall seconds) by arm."""
+    import time
+
+    import jax
+
+    from pbpk.control import run_closed_loop
+
+    results, seconds = {}, {}
+    for arm, policy in arms.items():
+        t0 = time.perf_counter()
+        results[arm] = run_closed_loop(env, policy, cohort, jax.random.key(0), drift=drift, missed=missed,
+                                       batch_size=100)
+        seconds[arm] = time.perf_counter() - t0
+        print(f"{label} {arm}: {seconds[arm]:.0f} s", flush=True)
+    return results, seconds
 
 
 def _dosed_share(env, actions) -> float:
