@@ -276,17 +276,27 @@ def test_mlp_policy_from_torch_gives_torch_logits():
         policy.load_into(MLP(in_features=5, out_features=3, num_cells=[4], activation_class=torch.nn.Tanh))
 
 
-def test_ppo_lagrangian_multiplier_follows_the_cost():
+def test_ppo_lagrangian_multiplier_follows_the_cost_and_resumes():
     """Two collections on the analytic env where the only dose crosses its peak limit: every cycle
     costs 1, so after each batch λ rises by multiplier_lr·(episode cost − limit) exactly."""
     pytest.importorskip("torchrl")
     from pbpk.control.agents import train_ppo
 
     env = analytic_env(Limit("Cp", 1.0, "above"), 2.0 * 50.0)          # peak 2 mg/L > 1
-    _, hist = train_ppo(env, Patients.typical(env.model), frames=2 * 8 * env.horizon, batch=8,
-                        cost_limit=0.5, multiplier_lr=0.25, epochs=1, minibatch=8, progress=False)
+    agent, hist = train_ppo(env, Patients.typical(env.model), frames=2 * 8 * env.horizon, batch=8,
+                            cost_limit=0.5, multiplier_lr=0.25, epochs=1, minibatch=8, progress=False)
     assert hist.episode_cost == [2.0, 2.0]                             # two cycles, both over the limit
     assert hist.multiplier == pytest.approx([0.25 * 1.5, 0.25 * 3.0])
+    # resumed (the fine-tuning path) with a zero learning rate: the policy and the critic come
+    # back as they went in, and λ goes on from where it stopped
+    again, resumed = train_ppo(env, Patients.typical(env.model), frames=8 * env.horizon, batch=8, cost_limit=0.5,
+                               multiplier_lr=0.25, epochs=1, minibatch=8, lr=0.0, progress=False, init=agent,
+                               init_critic=hist.critic, init_multiplier=hist.multiplier[-1])
+    assert resumed.multiplier == pytest.approx([0.25 * 4.5])
+    for got, given in zip(jax.tree.leaves((again, resumed.critic)), jax.tree.leaves((agent, hist.critic))):
+        np.testing.assert_array_equal(got, given)
+    with pytest.raises(ModelError, match="init_multiplier"):
+        train_ppo(env, Patients.typical(env.model), frames=8 * env.horizon, init_multiplier=-1.0)
 
 
 def test_episode_costs_and_their_tail_mean():

@@ -79,6 +79,7 @@ class TrainingHistory:
     multiplier: list = field(default_factory=list)
     constrained_cost: list = field(default_factory=list)
     seconds: float = 0.0
+    critic: MLPPolicy | None = None       # the trained value network: fine-tuning resumes from it
 
 
 def episode_costs(cost, done):
@@ -110,18 +111,21 @@ def train_ppo(env: DosingEnv, patients: Patients, *, frames: int = 300_000, batc
               cost_limit: float | None = None, cvar: float | None = None, multiplier_lr: float = 0.5, epochs: int = 4,
               minibatch: int = 512, lr: float = 3e-4, hidden=(64, 64), gamma: float = 1.0,
               lmbda: float = 0.95, entropy: float = 0.01, seed: int = 0, progress: bool = True,
-              init: MLPPolicy | None = None):
+              init: MLPPolicy | None = None, init_critic: MLPPolicy | None = None, init_multiplier: float = 0.0):
     """Train PPO (``cost_limit=None``) or PPO-Lagrangian on ``env`` with patients drawn from
     ``patients``; ``batch`` patients per collection, one course each.  ``cost_limit`` is the
     allowed mean episode cost (the env's cost counts crossed limits per cycle, so 0.01 ≈ at most
     1 % of courses with one violating cycle); with ``cvar`` (a share in (0, 1]) it bounds the
-    mean cost of the worst ``cvar`` share of episodes instead.  ``init``: start the policy from
-    these weights (fine-tuning a population-trained agent on one patient's twin; the critic
-    starts afresh).  Returns (MLPPolicy, TrainingHistory)."""
+    mean cost of the worst ``cvar`` share of episodes instead.  ``init``, ``init_critic``,
+    ``init_multiplier``: resume from a trained agent — its policy, its value network
+    (``history.critic``) and its multiplier (``history.multiplier[-1]``) — to fine-tune a
+    population-trained agent on one patient's twin.  Returns (MLPPolicy, TrainingHistory)."""
     from ..errors import ModelError
 
     if cvar is not None and not 0.0 < cvar <= 1.0:
         raise ModelError(f"train_ppo: cvar={cvar!r} must be a share of episodes in (0, 1].")
+    if not init_multiplier >= 0.0:
+        raise ModelError(f"train_ppo: init_multiplier={init_multiplier!r} must be >= 0 (a Lagrange multiplier).")
     import time
 
     import torch
@@ -139,6 +143,8 @@ def train_ppo(env: DosingEnv, patients: Patients, *, frames: int = 300_000, batc
     value_net = MLP(in_features=n_obs, out_features=1, num_cells=list(hidden), activation_class=torch.nn.Tanh)
     if init is not None:
         init.load_into(policy_net)
+    if init_critic is not None:
+        init_critic.load_into(value_net)
     actor = ProbabilisticActor(TensorDictModule(policy_net, in_keys=["observation"], out_keys=["logits"]),
                                in_keys=["logits"], distribution_class=torch.distributions.Categorical,
                                spec=tenv.action_spec, return_log_prob=True)
@@ -149,7 +155,7 @@ def train_ppo(env: DosingEnv, patients: Patients, *, frames: int = 300_000, batc
     per_batch = batch * env.horizon
     collector = Collector(tenv, actor, frames_per_batch=per_batch, total_frames=frames,
                           auto_register_policy_transforms=False)
-    lam, history, start = 0.0, TrainingHistory(), time.perf_counter()
+    lam, history, start = float(init_multiplier), TrainingHistory(), time.perf_counter()
     bar = tqdm(total=frames, desc="PPO-Lagrangian" if cost_limit is not None else "PPO", disable=not progress)
     seen = 0
     for data in collector:
@@ -184,6 +190,7 @@ def train_ppo(env: DosingEnv, patients: Patients, *, frames: int = 300_000, batc
     bar.close()
     collector.shutdown()
     history.seconds = time.perf_counter() - start
+    history.critic = MLPPolicy.from_torch(value_net)
     return MLPPolicy.from_torch(policy_net), history
 
 
