@@ -86,13 +86,16 @@ def _superpose(model, opts, a, b, bp, y0, times, out_rank):
     mu, basis = spectral_basis(model.spectral, a, accumulators=acc)
     # One pass each (fewer, larger XLA kernels): weights for every (output, breakpoint) pair and
     # every output since the start; the basis applied to x_k, y0 (Φ) and v_k, b (Ψ).
-    tau = jnp.concatenate([jnp.where(active, times[:, None] - bp["t"][None, :], 0.0),
-                           (times - jnp.minimum(times[0], 0.0))[:, None]], axis=1)          # (T, K+1)
-    c_phi, c_psi = coefficients(mu, tau, accumulators=acc)                                  # (T, K+1, B)
-    on = jnp.concatenate([active, (last_rep < 0)[:, None]], axis=1)[..., None, None]
-    bx = jnp.sum(basis * jnp.concatenate([x, y0[None]])[:, None, None, :], axis=-1)        # (K+1, B, n)
-    bv = jnp.sum(basis * jnp.concatenate([v, b[None]])[:, None, None, :], axis=-1)
-    return jnp.sum(jnp.where(on, c_phi[..., None] * bx + c_psi[..., None] * bv, 0.0), axis=(1, 2))
+    tau = jnp.where(active, times[:, None] - bp["t"][None, :], 0.0)                         # (T, K)
+    on = active
+    if not model.at_rest:      # the start's own term: Φ(t)·y0 + Ψ(t)·b (nothing, for a body at rest)
+        tau = jnp.concatenate([tau, (times - jnp.minimum(times[0], 0.0))[:, None]], axis=1)
+        on = jnp.concatenate([on, (last_rep < 0)[:, None]], axis=1)
+        x, v = jnp.concatenate([x, y0[None]]), jnp.concatenate([v, b[None]])
+    c_phi, c_psi = coefficients(mu, tau, accumulators=acc)                                  # (T, K(+1), B)
+    bx = jnp.sum(basis * x[:, None, None, :], axis=-1)                                     # (K(+1), B, n)
+    bv = jnp.sum(basis * v[:, None, None, :], axis=-1)
+    return jnp.sum(jnp.where(on[..., None, None], c_phi[..., None] * bx + c_psi[..., None] * bv, 0.0), axis=(1, 2))
 
 
 def _event_vectors(model, opts, a, b, flow, bp, y0):

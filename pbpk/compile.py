@@ -71,6 +71,7 @@ class CompiledModel(eqx.Module):
     residual: eqx.Module | None = None
     spectral: SpectralPlan | None = eqx.field(static=True, default=None)
     observed_states: tuple[bool, ...] = eqx.field(static=True, default=())   # states the observations read
+    at_rest: bool = eqx.field(static=True, default=False)   # linear, zero initial state and no constant input
 
     # ----------------------------------------------------------------- hybrid hook
     def with_residual(self, term) -> "CompiledModel":
@@ -283,6 +284,7 @@ def compile_model(model: Model) -> CompiledModel:
         errors=tuple(o.error for o in model.observations.values()),
         _rhs=rhs_fn, _observe=obs_fn, _initial=init_fn, _dose_props=dose_fn, _linear_parts=lin_fn,
         spectral=plan, observed_states=tuple(y in read for y in y_syms),
+        at_rest=linear and all(e.is_zero is True for e in initial) and all(v.is_zero is True for v in b),
     )
     if model.neural_terms:
         from .hybrid.neural import build_residual

@@ -13,14 +13,14 @@ from pbpk.residual import Proportional
 TIMES = jnp.asarray([0.25, 0.5, 1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 36.0, 48.0, 96.0])
 
 
-def three_compartment_oral(ka=1.2, cl=4.0, v1=12.0, q2=9.0, v2=30.0, q3=0.8, v3=80.0, fe=0.3):
+def three_compartment_oral(ka=1.2, cl=4.0, v1=12.0, q2=9.0, v2=30.0, q3=0.8, v3=80.0, fe=0.3, depot_initial=0.0):
     """Depot -> central <-> two peripherals; renal fraction to a urine accumulator, the rest eliminated."""
     m = pbpk.Model("three_cmt_oral_urine", description="test model")
     p = {name: m.parameter(name, value, unit, iiv=0.3) for name, value, unit in [
         ("KA", ka, "1/h"), ("CL", cl, "L/h"), ("V1", v1, "L"), ("Q2", q2, "L/h"), ("V2", v2, "L"),
         ("Q3", q3, "L/h"), ("V3", v3, "L")]}
     fe = m.parameter("FE", fe, "", bounds=(0.0, 1.0))
-    depot = m.compartment("depot", volume=1.0)
+    depot = m.compartment("depot", volume=1.0, initial=depot_initial)
     central = m.compartment("central", volume=p["V1"])
     per2 = m.compartment("per2", volume=p["V2"])
     per3 = m.compartment("per3", volume=p["V3"])
@@ -164,3 +164,64 @@ def test_fitting_predictions_skip_unobserved_accumulators(observe_urine):
     ref = np.asarray([full[names[i % len(names)]][i] for i in range(times.size)])   # the obs rows, in order
     assert bool(ok)
     np.testing.assert_allclose(np.asarray(pred)[:times.size], ref, rtol=1e-12)
+
+
+def test_phi1_from_its_exponential_matches_high_precision():
+    """φ₁ built from the exponential Φ already has (no second transcendental) keeps the accuracy
+    of expm1: value and derivative against 50-digit mpmath across the range NUTS visits."""
+    import mpmath
+
+    from pbpk._spectral import phi1
+
+    z = np.concatenate([-np.logspace(-12, 2.5, 400), np.logspace(-12, 1.5, 400), [0.0, -0.1, 0.1, -1e-3]])
+    with mpmath.workdps(50):
+        f = lambda x: mpmath.expm1(x) / x if x != 0 else mpmath.mpf(1)
+        value = np.array([float(f(mpmath.mpf(x))) for x in z])
+        slope = np.array([float(mpmath.diff(f, mpmath.mpf(x))) if x != 0 else 0.5 for x in z])
+    ours = lambda x: phi1(x, jnp.exp(x))
+    np.testing.assert_allclose(np.asarray(jax.vmap(ours)(jnp.asarray(z))), value, rtol=2e-15)
+    np.testing.assert_allclose(np.asarray(jax.vmap(jax.grad(ours))(jnp.asarray(z))), slope, rtol=1e-13)
+
+
+def test_a_body_at_rest_skips_the_start_term_exactly(model3):
+    """A linear model starting empty with no constant input is 'at rest': its closed form drops
+    the Φ(t)·y0 + Ψ(t)·b term.  Forcing the general path gives the same states; a drug already on
+    board or a constant input makes a model not at rest, and its closed form still equals expm."""
+    import copy
+
+    assert model3.at_rest
+    general = copy.copy(model3)
+    object.__setattr__(general, "at_rest", False)          # a static field: not reachable by tree_at
+    pop = model3.population(4, jax.random.key(7))
+    for regimen in _regimens():
+        fast = model3.simulate(regimen, TIMES, params=pop, solver="exact").states
+        full = general.simulate(regimen, TIMES, params=pop, solver="exact").states
+        np.testing.assert_allclose(np.asarray(fast), np.asarray(full), rtol=1e-13, atol=1e-13)
+
+    loaded = three_compartment_oral(depot_initial=50.0).compile()
+    infused = three_compartment_oral()
+    infused.flow(None, infused.compartments["central"], infused.quantity(2.0, "mg/h"))
+    assert not loaded.at_rest and not infused.compile().at_rest
+    regimen = _regimens()[1]
+    exact = loaded.simulate(regimen, TIMES, solver="exact").states
+    expm = loaded.simulate(regimen, TIMES, solver="expm").states
+    assert float(exact[0, loaded.state_index("depot")]) < 50.0 and float(exact[0].sum()) > 50.0
+    scale = np.abs(np.asarray(expm)).max(axis=1, keepdims=True)
+    np.testing.assert_array_less(np.abs(np.asarray(exact) - np.asarray(expm)) / scale, 1e-10)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 6])
+def test_eigenvalue_sorting_network_matches_numpy(m):
+    """The compare-exchange network that replaced XLA's sort: same order (ties included) and
+    the gradient of a weighted sum routes each weight to the entry placed there."""
+    from pbpk._spectral import _sorted
+
+    rng = np.random.default_rng(m)
+    x = rng.normal(size=(50, m))
+    x[:10, -1] = x[:10, 0]                                     # ties
+    np.testing.assert_array_equal(np.asarray(jax.vmap(_sorted)(jnp.asarray(x))), np.sort(x, axis=1))
+    w = jnp.arange(1.0, m + 1)
+    g = np.asarray(jax.vmap(jax.grad(lambda v: jnp.sum(w * _sorted(v))))(jnp.asarray(x[10:])))
+    expected = np.zeros_like(x[10:])
+    np.put_along_axis(expected, np.argsort(x[10:], axis=1), np.broadcast_to(np.asarray(w), expected.shape), axis=1)
+    np.testing.assert_array_equal(g, expected)
