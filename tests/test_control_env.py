@@ -295,6 +295,17 @@ def test_ppo_lagrangian_multiplier_follows_the_cost_and_resumes():
     assert resumed.multiplier == pytest.approx([0.25 * 4.5])
     for got, given in zip(jax.tree.leaves((again, resumed.critic)), jax.tree.leaves((agent, hist.critic))):
         np.testing.assert_array_equal(got, given)
+    # the critic comes back as a value network: its JAX value is the torch network's output
+    import torch
+    from torchrl.modules import MLP
+
+    obs = env.reset(jax.random.key(0), Patients.typical(env.model))[0]
+    net = MLP(in_features=obs.shape[0], out_features=1, num_cells=[w.shape[0] for w in hist.critic.weights[:-1]],
+              activation_class=torch.nn.Tanh)
+    hist.critic.load_into(net)
+    with torch.no_grad():
+        expected = float(net(torch.tensor(np.asarray(obs), dtype=torch.float32))[0])
+    assert float(hist.critic.value(obs)) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ModelError, match="init_multiplier"):
         train_ppo(env, Patients.typical(env.model), frames=8 * env.horizon, init_multiplier=-1.0)
 

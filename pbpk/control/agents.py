@@ -8,7 +8,8 @@ the mean over the worst ``cvar`` share of each batch's episodes — so the multi
 the patients who fare worst rather than to the average (Chow et al., JMLR 18(167), 2018).  The
 trained network comes back as ``MLPPolicy``, a pure-JAX greedy policy (argmax of the logits)
 with the same weights, so an agent is evaluated by ``pbpk.control.policies.evaluate`` on exactly
-the patients and noise of every baseline.
+the patients and noise of every baseline; its critic comes back as ``ValueNetwork``, from which
+fine-tuning on one patient's twin can resume.
 
 torch and torchrl are imported inside the functions (``import pbpk`` stays light).
 """
@@ -23,28 +24,22 @@ import jax.numpy as jnp
 
 from .env import DosingEnv, Patients
 
-__all__ = ["MLPPolicy", "TrainingHistory", "episode_costs", "tail_mean", "train_ppo"]
+__all__ = ["MLPPolicy", "TrainingHistory", "ValueNetwork", "episode_costs", "tail_mean", "train_ppo"]
 
 
-class MLPPolicy(eqx.Module):
-    """A tanh MLP from the observation to action logits; acts greedily (or masked by ``mask``)."""
+class _MLP(eqx.Module):
+    """A tanh MLP's weights in JAX, exchanged with torch networks of the same shape."""
 
     weights: tuple
     biases: tuple
 
-    def logits(self, obs):
+    def forward(self, obs):
         h = obs
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = h @ w.T + b
             if i < len(self.weights) - 1:
                 h = jnp.tanh(h)
         return h
-
-    def init(self, obs):
-        return jnp.zeros(())
-
-    def act(self, key, carry, obs):
-        return jnp.argmax(self.logits(obs.astype(jnp.float32))), carry
 
     def load_into(self, mlp) -> None:
         """Copy these weights into a torch MLP of the same shape."""
@@ -55,20 +50,40 @@ class MLPPolicy(eqx.Module):
         if [tuple(m.weight.shape) for m in linears] != [tuple(w.shape) for w in self.weights]:
             from ..errors import ModelError
 
-            raise ModelError(f"MLPPolicy.load_into: layer shapes {[tuple(w.shape) for w in self.weights]} do not "
-                             f"match the network's {[tuple(m.weight.shape) for m in linears]} (check hidden=).")
+            raise ModelError(f"{type(self).__name__}.load_into: layer shapes {[tuple(w.shape) for w in self.weights]} "
+                             f"do not match the network's {[tuple(m.weight.shape) for m in linears]} (check hidden=).")
         with torch.no_grad():
             for m, w, b in zip(linears, self.weights, self.biases):
-                m.weight.copy_(torch.from_numpy(np.asarray(w)))
-                m.bias.copy_(torch.from_numpy(np.asarray(b)))
+                m.weight.copy_(torch.tensor(np.asarray(w)))      # a copy: JAX's buffers are read-only
+                m.bias.copy_(torch.tensor(np.asarray(b)))
 
     @classmethod
-    def from_torch(cls, mlp) -> "MLPPolicy":
+    def from_torch(cls, mlp):
         import torch
 
         linears = [m for m in mlp.modules() if isinstance(m, torch.nn.Linear)]
         return cls(tuple(jnp.asarray(m.weight.detach().numpy()) for m in linears),
                    tuple(jnp.asarray(m.bias.detach().numpy()) for m in linears))
+
+
+class MLPPolicy(_MLP):
+    """A tanh MLP from the observation to action logits; acts greedily (or masked by ``mask``)."""
+
+    def logits(self, obs):
+        return self.forward(obs)
+
+    def init(self, obs):
+        return jnp.zeros(())
+
+    def act(self, key, carry, obs):
+        return jnp.argmax(self.logits(obs.astype(jnp.float32))), carry
+
+
+class ValueNetwork(_MLP):
+    """A trained critic: the expected (Lagrangian) return from an observation."""
+
+    def value(self, obs):
+        return self.forward(obs.astype(jnp.float32))[..., 0]
 
 
 @dataclass
@@ -79,7 +94,7 @@ class TrainingHistory:
     multiplier: list = field(default_factory=list)
     constrained_cost: list = field(default_factory=list)
     seconds: float = 0.0
-    critic: MLPPolicy | None = None       # the trained value network: fine-tuning resumes from it
+    critic: ValueNetwork | None = None    # the trained value network: fine-tuning resumes from it
 
 
 def episode_costs(cost, done):
@@ -111,7 +126,7 @@ def train_ppo(env: DosingEnv, patients: Patients, *, frames: int = 300_000, batc
               cost_limit: float | None = None, cvar: float | None = None, multiplier_lr: float = 0.5, epochs: int = 4,
               minibatch: int = 512, lr: float = 3e-4, hidden=(64, 64), gamma: float = 1.0,
               lmbda: float = 0.95, entropy: float = 0.01, seed: int = 0, progress: bool = True,
-              init: MLPPolicy | None = None, init_critic: MLPPolicy | None = None, init_multiplier: float = 0.0):
+              init: MLPPolicy | None = None, init_critic: ValueNetwork | None = None, init_multiplier: float = 0.0):
     """Train PPO (``cost_limit=None``) or PPO-Lagrangian on ``env`` with patients drawn from
     ``patients``; ``batch`` patients per collection, one course each.  ``cost_limit`` is the
     allowed mean episode cost (the env's cost counts crossed limits per cycle, so 0.01 ≈ at most
@@ -190,7 +205,7 @@ def train_ppo(env: DosingEnv, patients: Patients, *, frames: int = 300_000, batc
     bar.close()
     collector.shutdown()
     history.seconds = time.perf_counter() - start
-    history.critic = MLPPolicy.from_torch(value_net)
+    history.critic = ValueNetwork.from_torch(value_net)
     return MLPPolicy.from_torch(policy_net), history
 
 
