@@ -173,18 +173,17 @@ def _contract(coef, basis):
     return jnp.sum(coef[:, :, None, None] * basis[None], axis=1)
 
 
-def phi1(z, ez=None):
-    """(eᶻ − 1)/z, exact at z = 0, with finite gradients there.
-
-    Given ``ez`` = eᶻ (already computed for Φ), no second exponential is taken: (eᶻ − 1)/z loses
-    ~ε/|z| relative (its derivative ~ε/z²), so below |z| = 0.1 the Taylor series (to z¹²:
-    truncation < 1e-21) is used and value and derivative stay within ~1e-14 relative.
-    Transcendentals are most of what a small closed-form density costs inside NUTS.
+def phi1(z, ez):
+    """(eᶻ − 1)/z from ``ez`` = eᶻ (which Φ needs anyway: no second transcendental), exact at
+    z = 0 with finite gradients there.  (eᶻ − 1)/z loses ~ε/|z| relative (its derivative ~ε/z²),
+    so below |z| = 0.1 the Taylor series (to z¹²: truncation < 1e-21) is used and value and
+    derivative stay within ~1e-14 relative.  Transcendentals are most of what a small
+    closed-form density costs inside NUTS.
     """
-    small = jnp.abs(z) < (0.1 if ez is not None else 1e-3)
+    small = jnp.abs(z) < 0.1
     zs = jnp.where(small, 1.0, z)
-    series = sum(z**k / math.factorial(k + 1) for k in range(13 if ez is not None else 5))
-    return jnp.where(small, series, (jnp.expm1(zs) if ez is None else ez - 1.0) / zs)
+    series = sum(z**k / math.factorial(k + 1) for k in range(13))
+    return jnp.where(small, series, (ez - 1.0) / zs)
 
 
 def phi2(z):

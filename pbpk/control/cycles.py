@@ -165,9 +165,10 @@ class CycleSimulator(eqx.Module):
 
         def dynamic_at(tau):
             z = mu * tau
-            out = jnp.exp(z) @ g_y0
+            ez = jnp.exp(z)
+            out = ez @ g_y0
             if inf:
-                during = (tau * _spectral.phi1(z)) @ g_r
+                during = (tau * _spectral.phi1(z, ez)) @ g_r
                 out = out + jnp.where(tau < inf, during, jnp.exp(mu * jnp.maximum(tau - inf, 0.0)) @ g_stop)
             return out
 

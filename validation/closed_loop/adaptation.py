@@ -52,13 +52,13 @@ def tempered(policy, temperature: float):
 
 
 def shrunk_and_perturbed(policy, shrink: float, sigma: float, key):
+    """Every weight scaled by ``shrink`` plus N(0, sigma²) noise; biases only scaled."""
+    import equinox as eqx
     import jax
 
-    from pbpk.control.agents import MLPPolicy
-
     keys = jax.random.split(key, len(policy.weights))
-    return MLPPolicy(tuple(shrink * w + sigma * jax.random.normal(k, w.shape, w.dtype) for w, k in zip(policy.weights, keys)),
-                     tuple(shrink * b for b in policy.biases))
+    weights = tuple(shrink * w + sigma * jax.random.normal(k, w.shape, w.dtype) for w, k in zip(policy.weights, keys))
+    return eqx.tree_at(lambda p: (p.weights, p.biases), policy, (weights, tuple(shrink * b for b in policy.biases)))
 
 
 def main(quick: bool = False) -> None:
