@@ -18,6 +18,7 @@ from .env import Sample as Sample
 from .cases import chemotherapy_env as chemotherapy_env
 from .cases import nanoparticle_env as nanoparticle_env
 from .cases import radioligand_env as radioligand_env
+from .tabulated import tabulate as tabulate
 from .policies import FixedSchedule as FixedSchedule
 from .policies import LabelRules as LabelRules
 from .policies import compare as compare

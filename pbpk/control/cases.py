@@ -48,12 +48,14 @@ def chemotherapy_env(model=None, *, doses=(0.0, 40.0, 50.0, 60.0, 75.0, 100.0), 
 
 def radioligand_env(model=None, *, activities=(0.0, 3.7, 5.55, 7.4, 9.25), cycles: int = 6,
                     interval_weeks: float = 6.0, missing: float = 0.0, grid_hours: float = 12.0,
-                    standard: float = 7.4) -> DosingEnv:
+                    standard: float = 7.4, imaged=("kidney", "salivary", "tumour"), rtol: float = 1e-6,
+                    atol: float = 1e-9) -> DosingEnv:
     """177Lu-PSMA-617 every 6 weeks (``psma_pbpk`` with dosimetry).
 
     One action is one administration: ``activity`` GBq at the model's specific activity, split
     into hot and cold ligand as ``pbpk.dosimetry.administration`` does.  The clinic sees
-    quantitative SPECT of kidney and tumour activity at 24 h and 96 h.  Reward: the tumour BED
+    quantitative SPECT/CT activities of the ``imaged`` organs at 24 h and 96 h: kidneys,
+    salivary glands and tumour, the organs of post-therapy dosimetry.  Reward: the tumour BED
     added by the cycle (Gy/10).  Costs: cumulative kidney BED above 40 Gy (Bodei 2008, patients
     without risk factors) and salivary absorbed dose above 25 Gy (QUANTEC parotid mean dose, an
     external-beam figure [U]); both count in every cycle from their crossing on.  The standard
@@ -64,6 +66,11 @@ def radioligand_env(model=None, *, activities=(0.0, 3.7, 5.55, 7.4, 9.25), cycle
     kidney BED of 19.2 Gy (none above 40 Gy), consistent with the 0.63 Gy/GBq salivary dose
     of the VISION dosimetry sub-study (× 44.4 GBq = 28 Gy).  The protocol arm is therefore a
     "violator" in most patients: read this env's violation rates against it, not against zero.
+
+    Each cycle integrates the 111-state model with the implicit solver (``rtol``, ``atol``): about
+    1 s per patient-course at rtol 1e-4.  Cohorts of thousands and RL training replay
+    per-patient tables instead (``pbpk.control.tabulate``; the cumulative quantities are
+    BED_kidney, D_salivary and BED_tumour).
     """
     from ..dosimetry import LU177
     from ..models.psma import SPECIFIC_ACTIVITY, psma_pbpk
@@ -71,14 +78,13 @@ def radioligand_env(model=None, *, activities=(0.0, 3.7, 5.55, 7.4, 9.25), cycle
     model = model or psma_pbpk().compile()
     hot = 1000.0 / LU177.molar_activity                   # nmol per GBq
     cold = max(1000.0 / SPECIFIC_ACTIVITY - hot, 0.0)
-    samples = (Sample("A_kidney", days=(1.0, 4.0), scale=100.0, log=True, missing=missing),
-               Sample("A_tumour", days=(1.0, 4.0), scale=100.0, log=True, missing=missing))
+    samples = tuple(Sample(f"A_{organ}", days=(1.0, 4.0), scale=100.0, log=True, missing=missing) for organ in imaged)
     limits = (Limit("BED_kidney", 40.0, "above", source="Bodei L et al. EJNMMI 2008;35:1847"),
               Limit("D_salivary", 25.0, "above", source="QUANTEC parotid mean dose (EBRT) [U]"))
     return DosingEnv(model, doses=activities, dose_unit="GBq", into={"vein_hot": hot, "vein_cold": cold},
                      interval_days=7.0 * interval_weeks, horizon=cycles, samples=samples,
                      reward=Reward("BED_tumour", "increase", scale=10.0), limits=limits, grid_hours=grid_hours,
-                     standard=(standard, 7.0 * interval_weeks))
+                     standard=(standard, 7.0 * interval_weeks), rtol=rtol, atol=atol)
 
 
 def nanoparticle_env(model=None, *, doses=(0.0, 20.0, 30.0, 40.0, 50.0), intervals=(14.0, 21.0, 28.0),

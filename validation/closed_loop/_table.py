@@ -32,15 +32,20 @@ def safety_checks(case: str, key: str, label: str, policy: dict, protocol: dict,
                   "issue 8 target: efficacy >= protocol", gain, efficacy_unit, ">= 0", gain >= 0)]
 
 
-def train_agents(env, pool, frames: int) -> tuple[dict, dict]:
-    """PPO and PPO-Lagrangian (cost limit 0.01 per course), seed 0: ({name: policy}, {name: training summary})."""
+def train_agents(env, pool, frames: int, cvar: float | None = None) -> tuple[dict, dict]:
+    """PPO and PPO-Lagrangian (cost limit 0.01 per course), and with ``cvar`` PPO-CVaR (the
+    worst ``cvar`` share of courses held to the same limit); seed 0: ({name: policy}, {name:
+    training summary})."""
     import numpy as np
 
     from pbpk.control.agents import train_ppo
 
+    variants = [("PPO", None, None), ("PPO-Lagrangian", 0.01, None)]
+    if cvar is not None:
+        variants.append((f"PPO-CVaR (worst {cvar:.0%})", 0.01, cvar))
     policies, training = {}, {}
-    for name, limit in (("PPO", None), ("PPO-Lagrangian", 0.01)):
-        policies[name], hist = train_ppo(env, pool, frames=frames, cost_limit=limit, seed=0)
+    for name, limit, share in variants:
+        policies[name], hist = train_ppo(env, pool, frames=frames, cost_limit=limit, cvar=share, seed=0)
         training[name] = {"seconds": round(hist.seconds, 1), "frames": hist.frames[-1],
                           "final_train_return": round(float(np.mean(hist.episode_return[-5:])), 4),
                           "final_train_cost": round(float(np.mean(hist.episode_cost[-5:])), 4),
