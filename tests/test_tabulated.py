@@ -52,8 +52,9 @@ def test_replayed_course_equals_the_closed_form_without_carry_over(setting):
     k = cl / v
     per_cycle = doses[None, :] * (1 - np.exp(-k[:, None] * TAU_H))
     np.testing.assert_allclose(np.asarray(out.rewards), per_cycle, rtol=1e-7, atol=1e-9)
-    crossed = np.cumsum(per_cycle, axis=1) > 220.0
-    np.testing.assert_array_equal(np.asarray(out.violated), crossed.any(axis=1))
+    crossed = np.cumsum(per_cycle, axis=1) > 220.0                 # the last cycle crosses, for these patients
+    assert crossed[:, :3].sum() == 0 and crossed[:, 3].all()
+    np.testing.assert_array_equal(np.asarray(out.step_violations)[..., 0], crossed)
     assert np.isclose(np.asarray(out.cumulative_dose), doses.sum()).all()
     # the day-1 sample of a cycle is that cycle's dose alone
     _, state = table_env.reset(jax.random.key(1), Patients(tables.theta[:1], tables.covariates[:1], tables.bsa[:1]))
@@ -66,7 +67,8 @@ def test_full_environment_differs_only_by_the_carried_over_amount(setting):
     plan = [2, 2, 1, 2]
     full = evaluate(env, FixedSchedule(env, plan), patients, jax.random.key(0))
     replay = evaluate(table_env, FixedSchedule(table_env, plan), tables, jax.random.key(0))
-    k = np.asarray(patients.theta[:, 0] / patients.theta[:, 1])
+    cl, v = (np.asarray(patients.theta[:, model.parameter_index(p)]) for p in ("CL", "V"))
+    k = cl / v
     doses = np.asarray(env.doses)[plan]
     # cycle i eliminates its own dose's share plus what the earlier doses left behind
     carried = np.stack([sum(doses[j] * np.exp(-k * TAU_H * (i - j)) * (1 - np.exp(-k * TAU_H))
@@ -76,12 +78,32 @@ def test_full_environment_differs_only_by_the_carried_over_amount(setting):
 
 
 def test_table_entries_are_named_by_quantity_dose_and_day(setting):
-    _, env, _, table_env, tables = setting
-    names = table_env.model.parameter_names
-    assert tables.theta.shape[1] == len(names) == 3 * 4 * 2       # levels × grid (0–3 d) × (Cp, urine)
-    assert names[table_env.model.parameter_index("urine | 100 mg, day 3")] == "urine | 100 mg, day 3"
+    model, env, patients, table_env, tables = setting
+    assert tables.theta.shape[1] == len(table_env.model.parameter_names) == 3 * 4 * 2   # levels × days 0–3 × (Cp, urine)
+    k = np.asarray(patients.theta[:, model.parameter_index("CL")] / patients.theta[:, model.parameter_index("V")])
+    v = np.asarray(patients.theta[:, model.parameter_index("V")])
+    for day in (1, 3):
+        urine = tables.theta[:, table_env.model.parameter_index(f"urine | 100 mg, day {day}")]
+        cp = tables.theta[:, table_env.model.parameter_index(f"Cp | 50 mg, day {day}")]
+        np.testing.assert_allclose(urine, 100.0 * (1 - np.exp(-k * 24.0 * day)), rtol=1e-9)
+        np.testing.assert_allclose(cp, 50.0 / v * np.exp(-k * 24.0 * day), rtol=1e-9)
     with pytest.raises(ModelError, match="Did you mean"):
         table_env.model.parameter_index("urine | 100 mg, day 4")
+
+
+def test_between_levels_a_cycle_is_interpolated_exactly_for_a_linear_response(setting):
+    """Everything here is linear in the dose, so 75 mg between the 50 and 100 mg levels is exact
+    (what lets ``optimise_schedule`` take gradients through a table)."""
+    model, env, patients, table_env, tables = setting
+    theta = tables.theta[0]
+    y0 = table_env.sim.initial_state(theta, tables.covariates[0])
+    y_end, grid_y, grid_obs, inside, ok = table_env.sim.run(0.0, y0, 75.0, TAU_H, theta, tables.covariates[0])
+    cl, v = (float(patients.theta[0, model.parameter_index(p)]) for p in ("CL", "V"))
+    t = np.asarray(table_env.sim.grid)
+    np.testing.assert_allclose(np.asarray(grid_y)[:, 0], 75.0 * (1 - np.exp(-cl / v * t)), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(grid_obs)[:, 0], 75.0 / v * np.exp(-cl / v * t), rtol=1e-9)
+    slope = jax.grad(lambda a: table_env.sim.run(0.0, y0, a, TAU_H, theta, tables.covariates[0])[0][0])(75.0)
+    assert float(slope) == pytest.approx(1 - np.exp(-cl / v * TAU_H), rel=1e-9)
 
 
 def test_bad_requests_name_the_problem(setting):
@@ -92,3 +114,9 @@ def test_bad_requests_name_the_problem(setting):
         tabulate(make_env(model, interval_days=(3.0, 6.0)), patients, cumulative=("urine",))
     with pytest.raises(ModelError, match="BSA"):
         tabulate(make_env(model, dose_unit="mg/m^2"), patients, cumulative=("urine",))
+    with pytest.raises(ModelError, match="relative reward"):
+        tabulate(make_env(model, reward=Reward("urine", "increase", relative=True)), patients, cumulative=("urine",))
+    with pytest.raises(ModelError, match="'decrease' of 'Cp'"):
+        tabulate(make_env(model, reward=Reward("Cp", "decrease")), patients, cumulative=("urine",))
+    with pytest.raises(ModelError, match="residual-error model"):
+        tabulate(make_env(model, samples=(Sample("Cp", days=(1.0,)),)), patients, cumulative=("urine", "Cp"))

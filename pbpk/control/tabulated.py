@@ -14,12 +14,19 @@ that replays these tables.
     table_env, cohort = tabulate(radioligand_env(grid_hours=1008), patients,
                                  cumulative=("BED_kidney", "D_salivary", "BED_tumour"))
 
-The replayed environment is a ``DosingEnv``: policies, agents, the particle twin, the shield and
-``evaluate`` use it unchanged.  A patient's parameters are their table (dose levels × grid ×
-quantities, flattened), so a twin's particles are tabulated prior patients.  Its transient
-quantities (the ``cumulative`` ones excluded) read as 0 at cycle boundaries: the carry-over the
-approximation drops.  Measure that error against the full environment for your case:
-``validation/closed_loop/radioligand.py`` does it for PSMA.
+The replayed environment is a ``DosingEnv``.  ``evaluate``, fixed schedules, torchrl agents,
+the particle twin, MIPD and the shield run on it as they are.  ``optimise_schedule`` runs too:
+between dose levels a cycle is interpolated linearly, exact for a response linear in the dose.
+A patient's parameters are their table (dose levels × grid × quantities, flattened).  So a
+twin's particles are tabulated prior patients, and its rejuvenation jitter perturbs each cell
+on its own.  Parameter-level tools (``Drift``, ``evolve``, ``explain``'s sensitivities) see
+table cells, not model parameters.
+
+What the replay neglects: a transient quantity (every one not ``cumulative``) reads 0 at cycle
+boundaries, and each cycle starts from the untreated body.  ``tabulate`` checks that the
+untreated values are 0 and that the reward is cumulative or an AUC.  The carry-over between
+cycles is not checked: measure it against the full environment for your case, as
+``validation/closed_loop/radioligand.py`` does for PSMA.
 """
 
 from __future__ import annotations
@@ -62,8 +69,9 @@ class CycleResponses(eqx.Module):
 
 
 class TableSimulator(eqx.Module):
-    """Replays a patient's table: the cycle at dose ``amount`` is the row of the dose level
-    given (amounts per action as the environment computes them)."""
+    """Replays a patient's table: the cycle at dose ``amount`` is the row of its dose level, and
+    between levels the linear interpolation of the two around it (no extrapolation beyond the
+    highest).  ``amounts`` are the levels as the environment computes them, increasing."""
 
     grid: jax.Array
     amounts: jax.Array
@@ -76,7 +84,13 @@ class TableSimulator(eqx.Module):
     def run(self, t0, y, amount, length, theta, cov):
         """As ``CycleSimulator.run``: (state at the end, states and observations on the grid,
         grid points inside the cycle, success)."""
-        rows = theta.reshape(self.shape)[jnp.argmin(jnp.abs(self.amounts - amount))]
+        table, levels = theta.reshape(self.shape), self.amounts
+        if levels.shape[0] == 1:
+            rows = table[0]
+        else:
+            i = jnp.clip(jnp.searchsorted(levels, amount, side="right") - 1, 0, levels.shape[0] - 2)
+            w = jnp.clip((amount - levels[i]) / (levels[i + 1] - levels[i]), 0.0, 1.0)
+            rows = (1.0 - w) * table[i] + w * table[i + 1]
         grid_y = y + rows[:, self.transients:]
         return grid_y[-1], grid_y, rows[:, :self.transients], self.grid <= length + 1e-9, jnp.asarray(True)
 
@@ -95,7 +109,9 @@ def tabulate(env: DosingEnv, patients: Patients, *, cumulative, batch: int = 64,
     transients = [c for c in columns if c not in cumulative]
     levels = int(env.doses.shape[0])
     grid = np.asarray(env.sim.grid)
-    table = _solve(env, patients, [env._names.index(c) for c in columns], len(transients), batch, progress)
+    indices = [env._names.index(c) for c in columns]
+    _check_untreated(env, patients, indices)
+    table = _solve(env, patients, indices, batch, progress)
     names = env._names
     n_obs = len(env.model.observation_names)
     errors = tuple(env.model.errors[names.index(c)] if names.index(c) < n_obs else None for c in transients)
@@ -119,24 +135,36 @@ def _columns(env: DosingEnv, cumulative) -> list[str]:
                          "tabulate an environment with absolute doses.")
     if env.reward.relative:
         raise ModelError("tabulate: a relative reward divides by the value at reset, which a table does not hold.")
+    doses = np.asarray(env.doses)
+    if np.any(np.diff(doses) <= 0):
+        raise ModelError(f"tabulate: the doses {doses.tolist()} must be distinct and increasing.")
     used = list(dict.fromkeys([s.observation for s in env.samples] + [env.reward.observation]
                               + [lim.observation for lim in env.limits]))
     for name in cumulative:
         if name not in env._names:
             raise ModelError(f"tabulate: cumulative quantity {name!r} is neither an observation nor a state of "
                              f"{env.model.name!r}." + did_you_mean(name, env._names))
+    if env.reward.kind != "auc" and env.reward.observation not in cumulative:
+        raise ModelError(f"tabulate: the reward's {env.reward.kind!r} of {env.reward.observation!r} needs its value "
+                         "at the cycle's end, which a transient's table does not carry over; name it in "
+                         "``cumulative`` or reward its AUC.")
+    names, n_obs = env._names, len(env.model.observation_names)
+    for s in env.samples:
+        if s.observation in cumulative and names.index(s.observation) < n_obs \
+                and env.model.errors[names.index(s.observation)] is not None:
+            raise ModelError(f"tabulate: the sample of {s.observation!r} has a residual-error model, which a "
+                             "cumulative quantity (a state of the table) would lose; sample a transient instead.")
     return [c for c in used if c not in cumulative] + list(cumulative)
 
 
-def _solve(env, patients, columns, transients, batch, progress):
-    """(patients, dose levels, grid, quantities): one cycle from the untreated patient per level;
-    cumulative quantities as increments over the untreated values."""
+def _solve(env, patients, columns, batch, progress):
+    """(patients, dose levels, grid, quantities): one cycle from the untreated patient per level."""
     from tqdm.auto import tqdm
 
     cols, n, out = jnp.asarray(columns), len(patients), []
     for lo in tqdm(range(0, n, batch), desc="tabulate", unit="batch", disable=not progress):
         idx = np.minimum(np.arange(lo, lo + batch), n - 1)     # a padded last batch: one compilation
-        values, ok = _chunk(env, cols, transients, patients.theta[idx], patients.covariates[idx], patients.bsa[idx])
+        values, ok = _chunk(env, cols, patients.theta[idx], patients.covariates[idx], patients.bsa[idx])
         ok = np.asarray(ok)[: n - lo]
         if not ok.all():
             bad = sorted({lo + int(i) for i in np.argwhere(~ok)[:, 0]})
@@ -146,16 +174,26 @@ def _solve(env, patients, columns, transients, batch, progress):
     return jnp.asarray(np.concatenate(out))
 
 
+def _check_untreated(env, patients, columns):
+    """The replay starts every cycle at 0: the untreated patients must hold none of the quantities."""
+    names = [env._names[c] for c in columns]
+    states = jax.vmap(env.initial_state)(patients.theta, patients.covariates, patients.bsa)
+    values = np.asarray(jax.vmap(env.baseline_values)(states))[:, columns]
+    nonzero = [name for name, v in zip(names, values.T) if np.any(v != 0)]
+    if nonzero:
+        raise ModelError(f"tabulate: untreated patients have non-zero {nonzero}; a table replays every cycle from 0, "
+                         "so it holds only quantities an untreated body does not have (amounts of drug, doses).")
+
+
 @eqx.filter_jit
-def _chunk(env, cols, transients, theta, cov, bsa):
+def _chunk(env, cols, theta, cov, bsa):
     """One batch of patients, every dose level (compiled once per environment and batch size)."""
     def patient(th, c, b):
         state = env.initial_state(th, c, b)
-        start = env.baseline_values(state)[cols]
 
         def level(a):
             _, grid, *_, ok = env.transition(state, a)
-            return grid[:, cols].at[:, transients:].add(-start[transients:]), ok
+            return grid[:, cols], ok
 
         return jax.vmap(level)(jnp.arange(env.doses.shape[0]))
 

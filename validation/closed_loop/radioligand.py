@@ -31,7 +31,8 @@ tabulated prior patients, weighted by every SPECT sample.
 
 Misspecified truth: the same 300 patients with salivary PSMA density (Rden_salivary) × 1.3, so
 more salivary uptake than the population model expects (an illustrative perturbation, not a
-published subgroup).  The twin sees it in the salivary images; a policy without a twin does not.
+published subgroup).  The salivary images show it: the twin re-weights its particles on them,
+while the agents see the images too but learned their policy on the population model.
 """
 
 from __future__ import annotations
