@@ -36,9 +36,10 @@ def main(argv=None) -> int:
     return {"demo": _demo, "models": _models, "simulate": _simulate, "schedule": _schedule}[args.command](args)
 
 
-# The MIPD target per case: (observation, statistic, target; None = the case's first limit).
+# The MIPD target per case: (observation, statistic, target; None = the case's limit on that
+# observation).  Radioligand: the salivary limit binds before the kidney's (radioligand_env).
 _MIPD_TARGETS = {"chemotherapy": ("ANC", "min", 0.5), "nanoparticle": ("C_skin", "max", None),
-                 "radioligand": ("BED_kidney", "max", None)}
+                 "radioligand": ("D_salivary", "max", None)}
 
 
 def _schedule(args) -> int:
@@ -58,7 +59,8 @@ def _schedule(args) -> int:
     elif args.policy == "mipd":
         prior = control.Patients.from_population(env.model.population(64, jax.random.key(args.seed + 4)))
         observation, statistic, target = _MIPD_TARGETS[args.case]
-        target = env.limits[0].threshold if target is None else target
+        if target is None:
+            target = next(lim.threshold for lim in env.limits if lim.observation == observation)
         policy = control.PrecisionDosing(env, prior, observation=observation, statistic=statistic, target=target)
     else:
         train = control.Patients.from_population(env.model.population(64, jax.random.key(args.seed + 1)))
