@@ -403,6 +403,14 @@ class DosingEnv(eqx.Module):
         """Columns of the per-grid-point values: the observations, then the states."""
         return self.model.observation_names + self.model.state_names
 
+    def error_model(self, name: str):
+        """The residual-error model of observation or state ``name`` (None for a state or an
+        observation declared without one)."""
+        return self._error_model(self._names.index(name))
+
+    def _error_model(self, column: int):
+        return self.model.errors[column] if column < len(self.model.observation_names) else None
+
     def _values(self, t, y, theta, cov):
         return jnp.concatenate([self.model.observe(t, y, theta, cov), y])
 
@@ -444,7 +452,6 @@ class DosingEnv(eqx.Module):
 
     def _sample_values(self, key, values, present):
         """Noisy, scaled sample values and their missing flags."""
-        n_obs = len(self.model.observation_names)
         k_noise, k_miss = jax.random.split(key)
         slots = [s for s in self.samples for _ in s.days]
         cols = self.sample_columns
@@ -452,7 +459,7 @@ class DosingEnv(eqx.Module):
         noisy = []
         keys = jax.random.split(k_noise, len(cols))
         for n, (j, v) in enumerate(zip(cols, values)):
-            err = self.model.errors[j] if j < n_obs else None
+            err = self._error_model(j)
             noisy.append(v if err is None or not self.noise else err.sample(keys[n], v))
         noisy = jnp.stack(noisy) / jnp.asarray(scales)
         noisy = jnp.where(jnp.asarray(logs), jnp.log(jnp.maximum(noisy, 1e-12)), noisy)
@@ -467,11 +474,9 @@ class DosingEnv(eqx.Module):
         """Log-likelihood of the observed (non-missing, present) samples in ``obs`` given the
         noise-free ``predicted`` values, under the model's residual-error models; slots without
         an error model are skipped."""
-        n_obs, total = len(self.model.observation_names), jnp.zeros(())
-        slot = 0
+        total, slot = jnp.zeros(()), 0
         for s in self.samples:
-            j = self._names.index(s.observation)
-            err = self.model.errors[j] if j < n_obs else None
+            err = self.error_model(s.observation)
             for _ in s.days:
                 if err is not None:
                     seen = self.decode(obs, slot)

@@ -112,9 +112,7 @@ def tabulate(env: DosingEnv, patients: Patients, *, cumulative, batch: int = 64,
     indices = [env._names.index(c) for c in columns]
     _check_untreated(env, patients, indices)
     table = _solve(env, patients, indices, batch, progress)
-    names = env._names
-    n_obs = len(env.model.observation_names)
-    errors = tuple(env.model.errors[names.index(c)] if names.index(c) < n_obs else None for c in transients)
+    errors = tuple(env.error_model(c) for c in transients)
     doses, days = np.asarray(env.doses), grid / env.day
     model = CycleResponses(
         name=f"{env.model.name} (tabulated cycles)", observation_names=tuple(transients),
@@ -148,10 +146,8 @@ def _columns(env: DosingEnv, cumulative) -> list[str]:
         raise ModelError(f"tabulate: the reward's {env.reward.kind!r} of {env.reward.observation!r} needs its value "
                          "at the cycle's end, which a transient's table does not carry over; name it in "
                          "``cumulative`` or reward its AUC.")
-    names, n_obs = env._names, len(env.model.observation_names)
     for s in env.samples:
-        if s.observation in cumulative and names.index(s.observation) < n_obs \
-                and env.model.errors[names.index(s.observation)] is not None:
+        if s.observation in cumulative and env.error_model(s.observation) is not None:
             raise ModelError(f"tabulate: the sample of {s.observation!r} has a residual-error model, which a "
                              "cumulative quantity (a state of the table) would lose; sample a transient instead.")
     return [c for c in used if c not in cumulative] + list(cumulative)
